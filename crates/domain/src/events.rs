@@ -1,0 +1,94 @@
+//! Effects of call changes on the world outside storage: the signaling rooms
+//! ([`CallEvents`]) and Telegram notifications ([`CallNotifier`]).
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::entities::{Call, CallCode, User};
+
+/// Why a call ended; its wire text is the `reason` of the `call_ended` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The organizer ended it.
+    Ended,
+    /// Its lifetime passed.
+    Expired,
+    /// The organizer created one call too many and this, the oldest, was ended.
+    ActiveLimit,
+    /// A session ran past the maximum call duration (hours).
+    MaxDuration(u32),
+}
+
+impl EndReason {
+    /// The `reason` text of the `call_ended` message.
+    pub fn wire_text(&self) -> String {
+        match self {
+            Self::Ended => "ended".to_owned(),
+            Self::Expired => "expired".to_owned(),
+            Self::ActiveLimit => {
+                "Maximum active calls limit reached - oldest call auto-ended".to_owned()
+            }
+            Self::MaxDuration(h) => format!("Maximum call duration ({h} hours) exceeded"),
+        }
+    }
+}
+
+/// Receives call lifecycle events; the signaling hub implements it to close rooms.
+///
+/// Implementations must not block: they are called on request paths.
+pub trait CallEvents: Send + Sync + 'static {
+    /// The call with this code ended for `reason`.
+    fn call_ended(&self, code: &CallCode, reason: EndReason);
+}
+
+/// A [`CallEvents`] that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopCallEvents;
+
+impl CallEvents for NoopCallEvents {
+    fn call_ended(&self, _code: &CallCode, _reason: EndReason) {}
+}
+
+/// A [`CallEvents`] that remembers what it was told; for tests.
+#[derive(Debug, Default)]
+pub struct RecordingCallEvents {
+    events: Mutex<Vec<(CallCode, EndReason)>>,
+}
+
+impl RecordingCallEvents {
+    /// Everything recorded so far, oldest first.
+    pub fn events(&self) -> Vec<(CallCode, EndReason)> {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl CallEvents for RecordingCallEvents {
+    fn call_ended(&self, code: &CallCode, reason: EndReason) {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((code.clone(), reason));
+    }
+}
+
+/// A failed notification.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("notification failed: {0}")]
+pub struct NotifyError(pub String);
+
+/// Tells a user that a friend is calling them (the Telegram bot in production).
+#[async_trait]
+pub trait CallNotifier: Send + Sync + 'static {
+    /// Notify `to` that `from` calls them on `call`, joinable at `join_url`.
+    async fn notify_call(
+        &self,
+        to: &User,
+        from: &User,
+        call: &Call,
+        join_url: &str,
+    ) -> Result<(), NotifyError>;
+}

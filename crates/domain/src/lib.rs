@@ -1,0 +1,26 @@
+//! telcall's domain: entities, value types, policies, services and the repository traits
+//! that storage implements.
+//!
+//! This crate performs no I/O. It knows no database, HTTP or async-runtime crate: storage
+//! lives behind the traits in [`repo`], time behind [`Clock`], outside effects behind
+//! [`CallEvents`] and [`CallNotifier`].
+
+pub mod clock;
+pub mod entities;
+pub mod error;
+pub mod events;
+pub mod repo;
+pub mod services;
+pub mod username;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use entities::*;
+pub use error::{DomainError, RepoError};
+pub use events::{
+    CallEvents, CallNotifier, EndReason, NoopCallEvents, NotifyError, RecordingCallEvents,
+};
+pub use repo::{
+    CallRepository, CallStatsRepository, FriendRepository, HealthCheck, ParticipantRepository,
+    Repositories, UserRepository,
+};
+pub use services::{CallPolicy, CallService, FriendService, StatsService};

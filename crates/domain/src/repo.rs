@@ -1,0 +1,139 @@
+//! Repository traits: the storage operations telcall needs, implemented by
+//! `telcall-persistence` for SQLite and PostgreSQL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::entities::{
+    Call, CallId, CallStats, CallStatsInput, CallStatsSummary, CallStatus, Friend, FriendQuery,
+    NewCall, Participant, User, UserId, UserProfile,
+};
+use crate::error::RepoError;
+
+/// Users.
+#[async_trait]
+pub trait UserRepository: Send + Sync {
+    /// Inserts the user, or refreshes names, username and photo of the one with the same
+    /// Telegram id (keeping its internal id). `now` becomes `updated_at` (and `created_at`
+    /// of a new row).
+    async fn upsert_user(
+        &self,
+        profile: &UserProfile,
+        now: DateTime<Utc>,
+    ) -> Result<User, RepoError>;
+    /// The user with this internal id.
+    async fn find_user(&self, id: UserId) -> Result<Option<User>, RepoError>;
+}
+
+/// Calls.
+#[async_trait]
+pub trait CallRepository: Send + Sync {
+    /// Stores a new call with status `active`. A duplicate code is [`RepoError::Conflict`].
+    async fn create_call(&self, call: &NewCall) -> Result<Call, RepoError>;
+    /// The call with this public code.
+    async fn find_call_by_code(&self, code: &str) -> Result<Option<Call>, RepoError>;
+    /// The active calls `creator` organizes, oldest first.
+    async fn list_active_calls_by_creator(&self, creator: UserId) -> Result<Vec<Call>, RepoError>;
+    /// Sets the status of a call (and `ended_at` to `at` when it leaves `active`). Returns
+    /// the updated call, or `None` when there is no such call.
+    async fn set_call_status(
+        &self,
+        id: CallId,
+        status: CallStatus,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Call>, RepoError>;
+    /// Marks every active call whose `expires_at` is at or before `now` as `expired`, in one
+    /// statement, and returns the calls it changed.
+    async fn expire_due_calls(&self, now: DateTime<Utc>) -> Result<Vec<Call>, RepoError>;
+}
+
+/// Who was in which call and when.
+#[async_trait]
+pub trait ParticipantRepository: Send + Sync {
+    /// Records that `user` joined `call` at `at`.
+    async fn record_join(
+        &self,
+        call: CallId,
+        user: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<Participant, RepoError>;
+    /// Sets `left_at` on the user's open stays in the call. Returns how many were closed.
+    async fn record_leave(
+        &self,
+        call: CallId,
+        user: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<u64, RepoError>;
+    /// Every stay in the call, oldest first.
+    async fn list_participants(&self, call: CallId) -> Result<Vec<Participant>, RepoError>;
+}
+
+/// Friend links (people who shared a call).
+#[async_trait]
+pub trait FriendRepository: Send + Sync {
+    /// Links every pair of distinct `users` in both directions, setting `last_call_at` to
+    /// `at` (one batch upsert). Duplicates in `users` are ignored.
+    async fn link_friends(&self, users: &[UserId], at: DateTime<Utc>) -> Result<(), RepoError>;
+    /// The friends of `user`, most recent shared call first.
+    async fn list_friends(
+        &self,
+        user: UserId,
+        query: &FriendQuery,
+    ) -> Result<Vec<Friend>, RepoError>;
+    /// Removes the links between `user` and each of `friends`, both directions. Returns the
+    /// ids that were linked (and are now not).
+    async fn delete_friends(
+        &self,
+        user: UserId,
+        friends: &[UserId],
+    ) -> Result<Vec<UserId>, RepoError>;
+}
+
+/// Call quality statistics.
+#[async_trait]
+pub trait CallStatsRepository: Send + Sync {
+    /// Stores one report.
+    async fn insert_stats(
+        &self,
+        call: &Call,
+        user: UserId,
+        figures: &CallStatsInput,
+        at: DateTime<Utc>,
+    ) -> Result<CallStats, RepoError>;
+    /// Aggregates every report of a call.
+    async fn summarize_stats(&self, call: CallId) -> Result<CallStatsSummary, RepoError>;
+    /// The user's own reports, newest first.
+    async fn list_stats_by_user(
+        &self,
+        user: UserId,
+        limit: u64,
+    ) -> Result<Vec<CallStats>, RepoError>;
+}
+
+/// Liveness of the storage.
+#[async_trait]
+pub trait HealthCheck: Send + Sync {
+    /// Succeeds when the database answers a trivial query.
+    async fn ping(&self) -> Result<(), RepoError>;
+}
+
+/// Everything storage provides, as one object (`Arc<dyn Repositories>`).
+pub trait Repositories:
+    UserRepository
+    + CallRepository
+    + ParticipantRepository
+    + FriendRepository
+    + CallStatsRepository
+    + HealthCheck
+{
+}
+
+impl<T> Repositories for T where
+    T: UserRepository
+        + CallRepository
+        + ParticipantRepository
+        + FriendRepository
+        + CallStatsRepository
+        + HealthCheck
+{
+}
