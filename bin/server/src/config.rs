@@ -1,0 +1,779 @@
+//! Typed settings, read from the environment (and `.env`, and an optional TOML file),
+//! validated once at start-up and passed explicitly to everything that needs them.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Telegram web origins that are always allowed (CORS, WebSocket origin, CSP frame-ancestors).
+pub const TELEGRAM_WEB_ORIGINS: [&str; 4] = [
+    "https://web.telegram.org",
+    "https://k.web.telegram.org",
+    "https://a.web.telegram.org",
+    "https://z.web.telegram.org",
+];
+
+/// The bot token used by development mode when none is configured. Never valid at Telegram.
+pub const DEV_BOT_TOKEN: &str = "0000000000:DEV-ONLY-telcall-development-token-not-for-production";
+/// The bot username used by development mode when none is configured.
+pub const DEV_BOT_USERNAME: &str = "telcall_dev_bot";
+/// The database development mode uses when none is configured.
+pub const DEV_DATABASE_URL: &str = "sqlite://telcall.db?mode=rwc";
+/// Shortest `SECRET_KEY` accepted outside development mode, in bytes.
+pub const MIN_SECRET_KEY_BYTES: usize = 32;
+
+/// A missing or invalid setting. Its `Display` is one line naming the variable and never
+/// contains the value of a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is not set.
+    #[error("{0} is required but not set")]
+    Missing(&'static str),
+    /// A variable is set to something unusable.
+    #[error("{var} is invalid: {reason}")]
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong (never the secret value itself).
+        reason: String,
+    },
+    /// The configuration file could not be read or parsed.
+    #[error("configuration file {path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// The `SameSite` attribute of the session cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieSameSite {
+    /// `SameSite=Lax`.
+    Lax,
+    /// `SameSite=Strict`.
+    Strict,
+    /// `SameSite=None` (needed inside Telegram's web client iframe).
+    None,
+}
+
+impl CookieSameSite {
+    /// The attribute value as written in `Set-Cookie`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Lax => "Lax",
+            Self::Strict => "Strict",
+            Self::None => "None",
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Which browser origins may call the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// Any origin (development mode only).
+    Any,
+    /// Exactly these origins, plus [`TELEGRAM_WEB_ORIGINS`].
+    List(Vec<String>),
+}
+
+impl AllowedOrigins {
+    /// Whether `origin` (as sent in the `Origin` header) is allowed.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::List(list) => {
+                TELEGRAM_WEB_ORIGINS.contains(&origin) || list.iter().any(|o| o == origin)
+            }
+        }
+    }
+}
+
+/// Per-client-IP request limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Whether limits apply at all (may be off only in development mode).
+    pub enabled: bool,
+    /// `POST /auth/telegram` per minute.
+    pub auth_per_minute: u32,
+    /// `POST /auth/telegram` per hour.
+    pub auth_per_hour: u32,
+    /// Call creation per minute.
+    pub calls_per_minute: u32,
+    /// Call creation per hour.
+    pub calls_per_hour: u32,
+    /// Every other request per minute.
+    pub default_per_minute: u32,
+}
+
+/// WebSocket signaling limits and timings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsSettings {
+    /// Room capacity.
+    pub max_participants_per_call: usize,
+    /// Bytes per signaling message.
+    pub max_message_size: usize,
+    /// Hard cap on one call session.
+    pub max_call_duration: Duration,
+    /// Hours in the cap, as said in the `call_ended` reason.
+    pub max_call_duration_hours: u32,
+    /// Interval between server pings.
+    pub ping_interval: Duration,
+    /// A connection silent for this long is closed.
+    pub idle_timeout: Duration,
+    /// Sustained client messages per second (token bucket refill rate).
+    pub messages_per_second: u32,
+    /// Token bucket size (burst).
+    pub message_burst: u32,
+    /// Outbound queue length per connection.
+    pub outbound_queue: usize,
+    /// Lifetime of a `/auth/ws-token` credential.
+    pub ticket_ttl: Duration,
+}
+
+/// TURN and STUN settings.
+#[derive(Debug, Clone)]
+pub struct WebRtcSettings {
+    /// `stun:` URLs.
+    pub stun_servers: Vec<String>,
+    /// `turn:`/`turns:` URLs.
+    pub turn_servers: Vec<String>,
+    /// Static TURN username.
+    pub turn_username: Option<String>,
+    /// Static TURN password.
+    pub turn_password: Option<SecretString>,
+    /// Shared secret for time-limited TURN credentials.
+    pub turn_secret: Option<SecretString>,
+    /// Lifetime of time-limited TURN credentials.
+    pub turn_credential_ttl: Duration,
+    /// Interval between TURN reachability checks.
+    pub turn_healthcheck_interval: Duration,
+}
+
+/// Every setting of a telcall server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listen address.
+    pub host: String,
+    /// Listen port (0 picks a free one).
+    pub port: u16,
+    /// Database URL (may carry a password: log [`Settings::database_url_redacted`]).
+    pub database_url: SecretString,
+    /// Pool size.
+    pub db_max_connections: u32,
+    /// Connect / acquire timeout.
+    pub db_connect_timeout: Duration,
+    /// Telegram bot token (initData HMAC key).
+    pub bot_token: SecretString,
+    /// Bot username without `@`.
+    pub bot_username: String,
+    /// JWT signing key.
+    pub secret_key: SecretString,
+    /// Session lifetime.
+    pub access_token_ttl: Duration,
+    /// Maximum age of initData's `auth_date`.
+    pub init_data_max_age: Duration,
+    /// Session cookie `SameSite`.
+    pub cookie_samesite: CookieSameSite,
+    /// Session cookie `Secure`.
+    pub cookie_secure: bool,
+    /// Also return the JWT in the sign-in body.
+    pub auth_token_in_body: bool,
+    /// Mini App short name for join links.
+    pub mini_app_name: Option<String>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// CORS / WebSocket origins.
+    pub cors_allow_origins: AllowedOrigins,
+    /// Development mode.
+    pub debug: bool,
+    /// STUN/TURN.
+    pub webrtc: WebRtcSettings,
+    /// Telegram Bot API base URL.
+    pub telegram_api_base: String,
+    /// Active calls one user may organize.
+    pub max_active_calls_per_user: usize,
+    /// WebSocket limits.
+    pub ws: WsSettings,
+    /// Rate limits.
+    pub rate_limits: RateLimits,
+    /// Largest accepted JSON body, in bytes.
+    pub max_body_size: usize,
+    /// Interval of the expired-call sweeper.
+    pub call_sweep_interval: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_timeout: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// Where settings come from: environment first, then an optional file's values.
+pub struct Source {
+    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+}
+
+impl Source {
+    /// The process environment, then the TOML file named by `TELCALL_CONFIG` (if set).
+    pub fn environment() -> Result<Self, ConfigError> {
+        let file = match std::env::var("TELCALL_CONFIG") {
+            Ok(path) if !path.is_empty() => read_toml(Path::new(&path))?,
+            _ => HashMap::new(),
+        };
+        Ok(Self {
+            lookup: Box::new(move |key| {
+                std::env::var(key)
+                    .ok()
+                    .or_else(|| file.get(key).cloned())
+            }),
+        })
+    }
+
+    /// Exactly these variables (tests and embedding).
+    pub fn from_map(vars: HashMap<String, String>) -> Self {
+        Self {
+            lookup: Box::new(move |key| vars.get(key).cloned()),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        (self.lookup)(key).filter(|v| !v.trim().is_empty())
+    }
+}
+
+/// Reads a flat TOML file whose keys are the environment variable names (any case).
+fn read_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    let err = |reason: String| ConfigError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.message().to_owned()))?;
+    let mut out = HashMap::new();
+    for (key, value) in table {
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => return Err(err(format!("{key}: unsupported value {other}"))),
+        };
+        out.insert(key.to_ascii_uppercase(), value);
+    }
+    Ok(out)
+}
+
+struct Reader<'a> {
+    src: &'a Source,
+}
+
+impl Reader<'_> {
+    fn string(&self, var: &'static str) -> Option<String> {
+        self.src.get(var).map(|v| v.trim().to_owned())
+    }
+
+    fn required(&self, var: &'static str) -> Result<String, ConfigError> {
+        self.string(var).ok_or(ConfigError::Missing(var))
+    }
+
+    fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.string(var) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid {
+                var,
+                reason: format!("{v:?}: {e}"),
+            }),
+        }
+    }
+
+    fn positive<T>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + Default + Copy,
+        T::Err: std::fmt::Display,
+    {
+        let v = self.parse(var, default)?;
+        if v <= T::default() {
+            return Err(ConfigError::Invalid {
+                var,
+                reason: "must be greater than zero".to_owned(),
+            });
+        }
+        Ok(v)
+    }
+
+    fn bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.string(var).map(|v| v.to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) => match v.as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(ConfigError::Invalid {
+                    var,
+                    reason: format!("{v:?} is not a boolean (true/false)"),
+                }),
+            },
+        }
+    }
+
+    fn list(&self, var: &'static str) -> Vec<String> {
+        self.string(var)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn secs(&self, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_secs(self.positive(var, default)?))
+    }
+}
+
+impl Settings {
+    /// Reads settings from the process environment (after loading `.env` if present).
+    /// `dev` forces development mode, as `DEBUG=true` does.
+    pub fn load(dev: bool) -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is ignored like a missing one.
+        let _ = dotenvy::dotenv();
+        Self::from_source(&Source::environment()?, dev)
+    }
+
+    /// Reads settings from `src`. `dev` forces development mode.
+    pub fn from_source(src: &Source, dev: bool) -> Result<Self, ConfigError> {
+        let r = Reader { src };
+        let debug = dev || r.bool("DEBUG", false)?;
+
+        let bot_token = match (r.string("BOT_TOKEN"), debug) {
+            (Some(t), _) => t,
+            (None, true) => DEV_BOT_TOKEN.to_owned(),
+            (None, false) => return Err(ConfigError::Missing("BOT_TOKEN")),
+        };
+        let bot_username = match (r.string("BOT_USERNAME"), debug) {
+            (Some(u), _) => u.trim_start_matches('@').to_owned(),
+            (None, true) => DEV_BOT_USERNAME.to_owned(),
+            (None, false) => return Err(ConfigError::Missing("BOT_USERNAME")),
+        };
+        if bot_username.is_empty()
+            || !bot_username
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(ConfigError::Invalid {
+                var: "BOT_USERNAME",
+                reason: "must be a Telegram bot username (letters, digits, underscore)".to_owned(),
+            });
+        }
+        let secret_key = match (r.string("SECRET_KEY"), debug) {
+            (Some(k), false) if k.len() < MIN_SECRET_KEY_BYTES => {
+                return Err(ConfigError::Invalid {
+                    var: "SECRET_KEY",
+                    reason: format!("must be at least {MIN_SECRET_KEY_BYTES} bytes"),
+                });
+            }
+            (Some(k), _) => k,
+            (None, true) => random_secret(),
+            (None, false) => return Err(ConfigError::Missing("SECRET_KEY")),
+        };
+        let database_url = match r.string("DATABASE_URL") {
+            Some(u) => u,
+            None => DEV_DATABASE_URL.to_owned(),
+        };
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| database_url.starts_with(p))
+        {
+            return Err(ConfigError::Invalid {
+                var: "DATABASE_URL",
+                reason: "must start with sqlite:, postgres:// or postgresql://".to_owned(),
+            });
+        }
+
+        let cookie_samesite = match r.string("COOKIE_SAMESITE").map(|s| s.to_ascii_lowercase()) {
+            None => CookieSameSite::Lax,
+            Some(s) => match s.as_str() {
+                "lax" => CookieSameSite::Lax,
+                "strict" => CookieSameSite::Strict,
+                "none" => CookieSameSite::None,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: "COOKIE_SAMESITE",
+                        reason: format!("{s:?} is not one of lax, strict, none"),
+                    });
+                }
+            },
+        };
+        let cookie_secure = r.bool("COOKIE_SECURE", true)?;
+        if !cookie_secure && !debug {
+            return Err(ConfigError::Invalid {
+                var: "COOKIE_SECURE",
+                reason: "may be false only with DEBUG=true".to_owned(),
+            });
+        }
+        if cookie_samesite == CookieSameSite::None && !cookie_secure {
+            return Err(ConfigError::Invalid {
+                var: "COOKIE_SAMESITE",
+                reason: "none requires COOKIE_SECURE=true (browsers drop it otherwise)".to_owned(),
+            });
+        }
+
+        let origins = r.list("CORS_ALLOW_ORIGINS");
+        let cors_allow_origins = if origins.iter().any(|o| o == "*") {
+            if !debug {
+                return Err(ConfigError::Invalid {
+                    var: "CORS_ALLOW_ORIGINS",
+                    reason: "`*` is allowed only with DEBUG=true".to_owned(),
+                });
+            }
+            AllowedOrigins::Any
+        } else if origins.is_empty() {
+            if !debug {
+                return Err(ConfigError::Missing("CORS_ALLOW_ORIGINS"));
+            }
+            AllowedOrigins::Any
+        } else {
+            for o in &origins {
+                validate_origin(o)?;
+            }
+            AllowedOrigins::List(origins)
+        };
+
+        let mut trusted_proxies = Vec::new();
+        for item in r.list("TRUSTED_PROXIES") {
+            let net = item
+                .parse::<IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError::Invalid {
+                    var: "TRUSTED_PROXIES",
+                    reason: format!("{item:?} is not an IP address or CIDR"),
+                })?;
+            trusted_proxies.push(net);
+        }
+
+        let stun_servers = r.list("STUN_SERVERS");
+        for s in &stun_servers {
+            if !(s.starts_with("stun:") || s.starts_with("stuns:")) {
+                return Err(ConfigError::Invalid {
+                    var: "STUN_SERVERS",
+                    reason: format!("{s:?} is not a stun: URL"),
+                });
+            }
+        }
+        let turn_servers = r.list("TURN_SERVERS");
+        for s in &turn_servers {
+            if !(s.starts_with("turn:") || s.starts_with("turns:")) {
+                return Err(ConfigError::Invalid {
+                    var: "TURN_SERVERS",
+                    reason: format!("{s:?} is not a turn: or turns: URL"),
+                });
+            }
+        }
+
+        let telegram_api_base = r
+            .string("TELEGRAM_API_BASE")
+            .unwrap_or_else(|| "https://api.telegram.org".to_owned())
+            .trim_end_matches('/')
+            .to_owned();
+        if url::Url::parse(&telegram_api_base).is_err() {
+            return Err(ConfigError::Invalid {
+                var: "TELEGRAM_API_BASE",
+                reason: "is not a URL".to_owned(),
+            });
+        }
+
+        let log_format = match r.string("LOG_FORMAT").map(|s| s.to_ascii_lowercase()) {
+            None => LogFormat::Text,
+            Some(s) if s == "text" || s == "pretty" => LogFormat::Text,
+            Some(s) if s == "json" => LogFormat::Json,
+            Some(s) => {
+                return Err(ConfigError::Invalid {
+                    var: "LOG_FORMAT",
+                    reason: format!("{s:?} is not text or json"),
+                });
+            }
+        };
+
+        let rate_limits = RateLimits {
+            enabled: r.bool("RATE_LIMIT_ENABLED", true)?,
+            auth_per_minute: r.positive("RATE_LIMIT_AUTH_PER_MINUTE", 3)?,
+            auth_per_hour: r.positive("RATE_LIMIT_AUTH_PER_HOUR", 20)?,
+            calls_per_minute: r.positive("RATE_LIMIT_CALLS_PER_MINUTE", 5)?,
+            calls_per_hour: r.positive("RATE_LIMIT_CALLS_PER_HOUR", 30)?,
+            default_per_minute: r.positive("RATE_LIMIT_DEFAULT_PER_MINUTE", 100)?,
+        };
+        if !rate_limits.enabled && !debug {
+            return Err(ConfigError::Invalid {
+                var: "RATE_LIMIT_ENABLED",
+                reason: "may be false only with DEBUG=true".to_owned(),
+            });
+        }
+
+        let max_call_duration_hours: u32 = r.positive("MAX_CALL_DURATION_HOURS", 12)?;
+        let ticket_ttl = r.secs("WS_TICKET_TTL_SECONDS", 30)?;
+        if ticket_ttl > Duration::from_secs(60) {
+            return Err(ConfigError::Invalid {
+                var: "WS_TICKET_TTL_SECONDS",
+                reason: "must be at most 60".to_owned(),
+            });
+        }
+        let ws = WsSettings {
+            max_participants_per_call: r.positive("MAX_PARTICIPANTS_PER_CALL", 30)?,
+            max_message_size: r.positive("MAX_WEBSOCKET_MESSAGE_SIZE", 65_536)?,
+            max_call_duration: Duration::from_secs(u64::from(max_call_duration_hours) * 3600),
+            max_call_duration_hours,
+            ping_interval: r.secs("WS_PING_INTERVAL_SECONDS", 20)?,
+            idle_timeout: r.secs("WS_IDLE_TIMEOUT_SECONDS", 60)?,
+            messages_per_second: r.positive("WS_MESSAGES_PER_SECOND", 50)?,
+            message_burst: r.positive("WS_MESSAGE_BURST", 200)?,
+            outbound_queue: r.positive("WS_OUTBOUND_QUEUE", 256)?,
+            ticket_ttl,
+        };
+
+        let webrtc = WebRtcSettings {
+            stun_servers,
+            turn_servers,
+            turn_username: r.string("TURN_USERNAME"),
+            turn_password: r.string("TURN_PASSWORD").map(SecretString::from),
+            turn_secret: r.string("TURN_SECRET").map(SecretString::from),
+            turn_credential_ttl: r.secs("TURN_CREDENTIAL_TTL", 86_400)?,
+            turn_healthcheck_interval: r.secs("TURN_HEALTHCHECK_INTERVAL", 30)?,
+        };
+
+        Ok(Self {
+            host: r.string("HOST").unwrap_or_else(|| "127.0.0.1".to_owned()),
+            port: r.parse("PORT", 8000)?,
+            database_url: SecretString::from(database_url),
+            db_max_connections: r.positive("DB_MAX_CONNECTIONS", 10)?,
+            db_connect_timeout: r.secs("DB_CONNECT_TIMEOUT_SECONDS", 5)?,
+            bot_token: SecretString::from(bot_token),
+            bot_username,
+            secret_key: SecretString::from(secret_key),
+            access_token_ttl: Duration::from_secs(
+                60 * r.positive::<u64>("ACCESS_TOKEN_EXPIRE_MINUTES", 240)?,
+            ),
+            init_data_max_age: r.secs("INIT_DATA_MAX_AGE_SECONDS", 86_400)?,
+            cookie_samesite,
+            cookie_secure,
+            auth_token_in_body: r.bool("AUTH_TOKEN_IN_BODY", false)?,
+            mini_app_name: r.string("MINI_APP_NAME"),
+            trusted_proxies,
+            cors_allow_origins,
+            debug,
+            webrtc,
+            telegram_api_base,
+            max_active_calls_per_user: r.positive("MAX_ACTIVE_CALLS_PER_USER", 5)?,
+            ws,
+            rate_limits,
+            max_body_size: r.positive("MAX_BODY_SIZE", 65_536)?,
+            call_sweep_interval: r.secs("CALL_SWEEP_INTERVAL_SECONDS", 60)?,
+            shutdown_timeout: r.secs("SHUTDOWN_TIMEOUT_SECONDS", 10)?,
+            log_format,
+        })
+    }
+
+    /// The database URL with any password replaced by `***`, safe to log.
+    pub fn database_url_redacted(&self) -> String {
+        redact_url(self.database_url.expose_secret())
+    }
+
+    /// Whether this uses the embedded SQLite database.
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.expose_secret().starts_with("sqlite:")
+    }
+
+    /// The Mini App link that opens `code`.
+    pub fn join_url(&self, code: &str) -> String {
+        match &self.mini_app_name {
+            Some(app) => format!("https://t.me/{}/{app}?startapp={code}", self.bot_username),
+            None => format!("https://t.me/{}?startapp={code}", self.bot_username),
+        }
+    }
+}
+
+/// Replaces the password of a URL with `***`.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(_) => raw.to_owned(),
+        Err(_) => "<unparseable database url>".to_owned(),
+    }
+}
+
+fn validate_origin(origin: &str) -> Result<(), ConfigError> {
+    let bad = |reason: &str| ConfigError::Invalid {
+        var: "CORS_ALLOW_ORIGINS",
+        reason: format!("{origin:?} {reason}"),
+    };
+    let url = url::Url::parse(origin).map_err(|_| bad("is not an origin like https://app.example.com"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(bad("is not an http(s) origin"));
+    }
+    if url.path() != "/" || origin.ends_with('/') || url.query().is_some() {
+        return Err(bad("must be scheme://host[:port] without a path or trailing slash"));
+    }
+    Ok(())
+}
+
+fn random_secret() -> String {
+    let mut bytes = [0u8; 48];
+    rand::rng().fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(pairs: &[(&str, &str)]) -> Source {
+        Source::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    const BASE: [(&str, &str); 4] = [
+        ("BOT_TOKEN", "123:abc"),
+        ("BOT_USERNAME", "@my_bot"),
+        ("SECRET_KEY", "0123456789abcdef0123456789abcdef"),
+        ("CORS_ALLOW_ORIGINS", "https://app.example.com"),
+    ];
+
+    #[test]
+    fn production_requires_each_secret_and_names_it() {
+        for missing in ["BOT_TOKEN", "BOT_USERNAME", "SECRET_KEY", "CORS_ALLOW_ORIGINS"] {
+            let pairs: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != missing).collect();
+            let err = Settings::from_source(&src(&pairs), false).unwrap_err();
+            assert_eq!(err, ConfigError::Missing(match missing {
+                "BOT_TOKEN" => "BOT_TOKEN",
+                "BOT_USERNAME" => "BOT_USERNAME",
+                "SECRET_KEY" => "SECRET_KEY",
+                _ => "CORS_ALLOW_ORIGINS",
+            }));
+            assert!(err.to_string().contains(missing));
+        }
+    }
+
+    #[test]
+    fn defaults_and_at_sign_stripped() {
+        let s = Settings::from_source(&src(&BASE), false).unwrap();
+        assert_eq!(s.bot_username, "my_bot");
+        assert_eq!(s.port, 8000);
+        assert_eq!(s.host, "127.0.0.1");
+        assert_eq!(s.access_token_ttl, Duration::from_secs(240 * 60));
+        assert_eq!(s.cookie_samesite, CookieSameSite::Lax);
+        assert!(s.cookie_secure);
+        assert_eq!(s.ws.max_participants_per_call, 30);
+        assert_eq!(s.max_active_calls_per_user, 5);
+        assert_eq!(s.ws.max_message_size, 65_536);
+        assert_eq!(s.join_url("abc"), "https://t.me/my_bot?startapp=abc");
+    }
+
+    #[test]
+    fn weak_secret_refused_outside_dev_and_never_printed() {
+        let mut pairs = BASE.to_vec();
+        pairs.retain(|(k, _)| *k != "SECRET_KEY");
+        pairs.push(("SECRET_KEY", "short-secret-value"));
+        let err = Settings::from_source(&src(&pairs), false).unwrap_err();
+        assert!(err.to_string().contains("SECRET_KEY"));
+        assert!(!err.to_string().contains("short-secret-value"));
+        assert!(Settings::from_source(&src(&pairs), true).is_ok());
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let s = Settings::from_source(&src(&BASE), false).unwrap();
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("123:abc"));
+        assert!(!dbg.contains("0123456789abcdef0123456789abcdef"));
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        for (var, value) in [
+            ("PORT", "eighty"),
+            ("COOKIE_SAMESITE", "sideways"),
+            ("COOKIE_SECURE", "false"),
+            ("CORS_ALLOW_ORIGINS", "*"),
+            ("CORS_ALLOW_ORIGINS", "https://app.example.com/"),
+            ("TRUSTED_PROXIES", "not-an-ip"),
+            ("TURN_SERVERS", "http://turn.example.com"),
+            ("MAX_PARTICIPANTS_PER_CALL", "0"),
+            ("DATABASE_URL", "mysql://x"),
+            ("RATE_LIMIT_ENABLED", "false"),
+        ] {
+            let mut pairs = BASE.to_vec();
+            pairs.retain(|(k, _)| *k != var);
+            pairs.push((var, value));
+            let err = Settings::from_source(&src(&pairs), false).unwrap_err();
+            assert!(err.to_string().contains(var), "{var}: {err}");
+        }
+    }
+
+    #[test]
+    fn dev_mode_needs_nothing() {
+        let s = Settings::from_source(&src(&[]), true).unwrap();
+        assert!(s.debug);
+        assert_eq!(s.cors_allow_origins, AllowedOrigins::Any);
+        assert_eq!(s.bot_username, DEV_BOT_USERNAME);
+        assert!(s.secret_key.expose_secret().len() >= MIN_SECRET_KEY_BYTES);
+        let other = Settings::from_source(&src(&[]), true).unwrap();
+        assert_ne!(s.secret_key.expose_secret(), other.secret_key.expose_secret());
+    }
+
+    #[test]
+    fn mini_app_link_and_origins() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("MINI_APP_NAME", "call"));
+        let s = Settings::from_source(&src(&pairs), false).unwrap();
+        assert_eq!(s.join_url("xyz"), "https://t.me/my_bot/call?startapp=xyz");
+        assert!(s.cors_allow_origins.allows("https://app.example.com"));
+        assert!(s.cors_allow_origins.allows("https://web.telegram.org"));
+        assert!(!s.cors_allow_origins.allows("https://evil.example.com"));
+    }
+
+    #[test]
+    fn redacts_database_password() {
+        assert_eq!(
+            redact_url("postgres://u:hunter2@db:5432/x"),
+            "postgres://u:***@db:5432/x"
+        );
+        assert_eq!(redact_url("sqlite://telcall.db?mode=rwc"), "sqlite://telcall.db?mode=rwc");
+    }
+
+    #[test]
+    fn toml_file_supplies_values_environment_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("telcall.toml");
+        std::fs::write(&path, "port = 9001\nbot_username = \"file_bot\"\nstun_servers = [\"stun:a:3478\", \"stun:b:3478\"]\n").unwrap();
+        let file = read_toml(&path).unwrap();
+        assert_eq!(file.get("PORT").map(String::as_str), Some("9001"));
+        assert_eq!(file.get("STUN_SERVERS").map(String::as_str), Some("stun:a:3478,stun:b:3478"));
+    }
+}

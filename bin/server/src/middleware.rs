@@ -1,0 +1,77 @@
+//! Cross-cutting HTTP layers: security headers, CORS, request spans, CSRF origin checks
+//! and per-IP rate limits.
+
+use actix_cors::Cors;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{Error, http::Method};
+use tracing::Span;
+use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
+
+use crate::config::{AllowedOrigins, Settings, TELEGRAM_WEB_ORIGINS};
+
+/// Seconds a browser may cache a CORS preflight answer.
+pub const CORS_MAX_AGE_SECS: usize = 600;
+
+/// The `Content-Security-Policy` of every response: an API serves no active content, and
+/// only Telegram's web clients may frame the app.
+pub fn content_security_policy() -> String {
+    format!(
+        "default-src 'none'; frame-ancestors 'self' {}",
+        TELEGRAM_WEB_ORIGINS.join(" ")
+    )
+}
+
+/// Security headers on every response, errors and 429s included.
+pub fn security_headers(settings: &Settings) -> DefaultHeaders {
+    let headers = DefaultHeaders::new()
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Referrer-Policy", "strict-origin-when-cross-origin"))
+        .add(("Content-Security-Policy", content_security_policy()))
+        .add(("Permissions-Policy", "camera=(self), microphone=(self)"));
+    if settings.debug {
+        headers
+    } else {
+        headers.add(("Strict-Transport-Security", "max-age=63072000; includeSubDomains"))
+    }
+}
+
+/// CORS exactly as CONTRACT: configured origins plus Telegram's web origins, with
+/// credentials and a 10-minute preflight cache. Other origins get no CORS headers (the
+/// browser then refuses to hand them the response); the CSRF check refuses their writes.
+pub fn cors(settings: &Settings) -> Cors {
+    let allowed: AllowedOrigins = settings.cors_allow_origins.clone();
+    Cors::default()
+        .allowed_origin_fn(move |origin, _req| {
+            origin.to_str().map(|o| allowed.allows(o)).unwrap_or(false)
+        })
+        .allowed_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allowed_headers([
+            actix_web::http::header::CONTENT_TYPE,
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::ACCEPT,
+        ])
+        .expose_headers(["Retry-After"])
+        .supports_credentials()
+        .block_on_origin_mismatch(false)
+        .max_age(CORS_MAX_AGE_SECS)
+}
+
+/// Root spans for requests: one per request with a request id and the matched route;
+/// health checks at debug level so they do not flood the logs.
+pub struct RequestSpans;
+
+impl RootSpanBuilder for RequestSpans {
+    fn on_request_start(request: &ServiceRequest) -> Span {
+        if request.path().starts_with("/health") {
+            tracing_actix_web::root_span!(level = tracing::Level::DEBUG, request)
+        } else {
+            tracing_actix_web::root_span!(request)
+        }
+    }
+
+    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
+        DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}

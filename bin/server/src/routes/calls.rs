@@ -1,0 +1,188 @@
+//! `/api/calls*`: create, read, end, join by code and call a friend.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use telcall_domain::{Call, CallStatus, DomainError};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::CurrentUser;
+use crate::state::AppState;
+
+/// A call as the frontend sees it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CallResponse {
+    /// Public call id (16–20 URL-safe characters).
+    pub call_id: String,
+    /// Optional title.
+    pub title: Option<String>,
+    /// Whether video is on by default.
+    pub is_video_enabled: bool,
+    /// `active`, `ended` or `expired`.
+    #[schema(value_type = String, example = "active")]
+    pub status: CallStatus,
+    /// Creation time (RFC 3339, UTC).
+    pub created_at: DateTime<Utc>,
+    /// Expiry time (RFC 3339, UTC).
+    pub expires_at: DateTime<Utc>,
+    /// Telegram link that opens the Mini App on this call.
+    pub join_url: String,
+    /// Internal id of the organizer.
+    pub creator_id: i64,
+}
+
+impl CallResponse {
+    /// The wire form of `call`.
+    pub fn new(state: &AppState, call: &Call) -> Self {
+        Self {
+            call_id: call.code.to_string(),
+            title: call.title.clone(),
+            is_video_enabled: call.is_video_enabled,
+            status: call.status,
+            created_at: call.created_at,
+            expires_at: call.expires_at,
+            join_url: state.settings.join_url(call.code.as_str()),
+            creator_id: call.creator_id,
+        }
+    }
+}
+
+/// Body of `POST /api/calls/`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct CreateCallRequest {
+    /// Optional title, at most 255 characters.
+    #[schema(max_length = 255)]
+    pub title: Option<String>,
+    /// Video on by default (false when omitted).
+    pub is_video_enabled: Option<bool>,
+}
+
+/// Body of `POST /api/calls/join_by_code`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct JoinByCodeRequest {
+    /// The call id, as shared in the link (trimmed).
+    pub call_code: String,
+}
+
+/// Body of `POST /api/calls/friend`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CallFriendRequest {
+    /// Internal id of the friend to call.
+    pub friend_id: i64,
+    /// Video on by default (false when omitted).
+    pub is_video_enabled: Option<bool>,
+}
+
+/// Creates a call organized by the signed-in user.
+#[utoipa::path(post, path = "/api/calls/", tag = "calls", request_body = CreateCallRequest,
+    responses((status = 201, body = CallResponse), (status = 401, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(user = user.0.id))]
+pub async fn create_call(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    body: web::Json<CreateCallRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let call = state
+        .calls
+        .create_call(user.0.id, body.title, body.is_video_enabled.unwrap_or(false))
+        .await?;
+    tracing::info!(call = %call.code, "call created");
+    Ok(HttpResponse::Created().json(CallResponse::new(&state, &call)))
+}
+
+/// Reads a joinable call.
+#[utoipa::path(get, path = "/api/calls/{call_id}", tag = "calls",
+    params(("call_id" = String, Path, description = "Public call id")),
+    responses((status = 200, body = CallResponse), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "Call not found / Call has expired / Call is not available")))]
+#[tracing::instrument(skip_all, fields(user = user.0.id, call = %path.as_str()))]
+pub async fn get_call(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let call = state.calls.get_call(&path).await?;
+    Ok(HttpResponse::Ok().json(CallResponse::new(&state, &call)))
+}
+
+/// Ends a call; only its organizer may.
+#[utoipa::path(post, path = "/api/calls/{call_id}/end", tag = "calls",
+    params(("call_id" = String, Path, description = "Public call id")),
+    responses((status = 200, body = CallResponse), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(user = user.0.id, call = %path.as_str()))]
+pub async fn end_call(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let call = state.calls.end_call(user.0.id, &path).await?;
+    tracing::info!(status = %call.status, "call ended");
+    Ok(HttpResponse::Ok().json(CallResponse::new(&state, &call)))
+}
+
+/// Looks up a joinable call by the code a user typed or followed.
+#[utoipa::path(post, path = "/api/calls/join_by_code", tag = "calls", request_body = JoinByCodeRequest,
+    responses((status = 200, body = CallResponse),
+              (status = 400, body = ErrorBody, description = "Call code is required / Call has expired / Call is not available"),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(user = user.0.id))]
+pub async fn join_by_code(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    body: web::Json<JoinByCodeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    match state.calls.join_by_code(&body.call_code).await {
+        Ok(call) => Ok(HttpResponse::Ok().json(CallResponse::new(&state, &call))),
+        // Here, unlike on GET, a call that cannot be joined is a bad request.
+        Err(e @ (DomainError::CallExpired | DomainError::CallNotAvailable)) => {
+            Err(ApiError::BadRequest(e.to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Calls a friend: creates a call, records both as participants and notifies the friend
+/// through the Telegram bot (a failed notification never fails the call).
+#[utoipa::path(post, path = "/api/calls/friend", tag = "calls", request_body = CallFriendRequest,
+    responses((status = 201, body = CallResponse), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(user = user.0.id, friend = body.friend_id))]
+pub async fn call_friend(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    body: web::Json<CallFriendRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (call, friend) = state
+        .calls
+        .call_friend(user.0.id, body.friend_id, body.is_video_enabled.unwrap_or(false))
+        .await?;
+    let join_url = state.settings.join_url(call.code.as_str());
+    let notifier = state.notifier.clone();
+    let caller = user.0;
+    let notified_call = call.clone();
+    tokio::spawn(async move {
+        if let Err(e) = notifier
+            .notify_call(&friend, &caller, &notified_call, &join_url)
+            .await
+        {
+            tracing::warn!(call = %notified_call.code, friend = friend.id, error = %e, "friend call notification failed");
+        }
+    });
+    Ok(HttpResponse::Created().json(CallResponse::new(&state, &call)))
+}
+
+/// Registers the `/api/calls` routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/calls/", web::post().to(create_call))
+        .route("/api/calls", web::post().to(create_call))
+        .route("/api/calls/join_by_code", web::post().to(join_by_code))
+        .route("/api/calls/friend", web::post().to(call_friend))
+        .route("/api/calls/{call_id}", web::get().to(get_call))
+        .route("/api/calls/{call_id}/end", web::post().to(end_call));
+}

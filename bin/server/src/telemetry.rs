@@ -1,0 +1,23 @@
+//! Tracing set-up: human-readable or JSON lines, filtered by `RUST_LOG`.
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::config::LogFormat;
+
+/// The default filter when `RUST_LOG` is unset: info for telcall, warnings for the rest.
+pub const DEFAULT_FILTER: &str = "info,sqlx=warn,sea_orm=warn,actix_server=warn";
+
+/// Installs the global subscriber writing to `sink`. Call once per process; later calls
+/// are ignored (tests start many apps in one process).
+pub fn init<W>(format: LogFormat, sink: W)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(sink);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
