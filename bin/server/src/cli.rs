@@ -56,24 +56,35 @@ pub fn warn_if_dev(settings: &crate::config::Settings) {
 }
 
 /// Runs `telcall migrate <action>` against the configured database.
-pub async fn migrate(settings: &crate::config::Settings, action: MigrateAction) -> anyhow::Result<()> {
+pub async fn migrate(
+    settings: &crate::config::Settings,
+    action: MigrateAction,
+) -> anyhow::Result<()> {
     use secrecy::ExposeSecret;
+    use telcall_migration::{Migrator, MigratorTrait};
+    tracing::info!(database = %settings.database_url_redacted(), action = ?action, "migrating");
     let db = telcall_persistence::SeaStore::connect(
         settings.database_url.expose_secret(),
-        &telcall_persistence::ConnectOptions::default(),
+        &telcall_persistence::DbOptions::default(),
     )
     .await?;
     let conn = db.connection();
     match action {
-        MigrateAction::Up => telcall_migration::apply_all(conn).await?,
-        MigrateAction::Down => telcall_migration::revert_last(conn).await?,
-        MigrateAction::Fresh => telcall_migration::fresh(conn).await?,
+        MigrateAction::Up => telcall_migration::migrate_up(conn).await?,
+        MigrateAction::Down => telcall_migration::migrate_down(conn, Some(1)).await?,
+        MigrateAction::Fresh => Migrator::fresh(conn).await?,
         MigrateAction::Status => {
-            for (name, applied) in telcall_migration::status(conn).await? {
-                println!("{} {name}", if applied { "applied" } else { "pending" });
+            let applied = telcall_migration::applied_migrations(conn).await?;
+            for name in telcall_migration::migration_names() {
+                let state = if applied.contains(&name) {
+                    "applied"
+                } else {
+                    "pending"
+                };
+                println!("{state:8} {name}");
             }
         }
     }
-    db.close().await;
+    db.close().await?;
     Ok(())
 }

@@ -234,11 +234,7 @@ impl Source {
             _ => HashMap::new(),
         };
         Ok(Self {
-            lookup: Box::new(move |key| {
-                std::env::var(key)
-                    .ok()
-                    .or_else(|| file.get(key).cloned())
-            }),
+            lookup: Box::new(move |key| std::env::var(key).ok().or_else(|| file.get(key).cloned())),
         })
     }
 
@@ -261,7 +257,9 @@ fn read_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.message().to_owned()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| err(e.message().to_owned()))?;
     let mut out = HashMap::new();
     for (key, value) in table {
         let value = match value {
@@ -271,7 +269,11 @@ fn read_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
             toml::Value::Boolean(b) => b.to_string(),
             toml::Value::Array(items) => items
                 .iter()
-                .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string())
+                })
                 .collect::<Vec<_>>()
                 .join(","),
             other => return Err(err(format!("{key}: unsupported value {other}"))),
@@ -288,10 +290,6 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn string(&self, var: &'static str) -> Option<String> {
         self.src.get(var).map(|v| v.trim().to_owned())
-    }
-
-    fn required(&self, var: &'static str) -> Result<String, ConfigError> {
-        self.string(var).ok_or(ConfigError::Missing(var))
     }
 
     fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
@@ -595,7 +593,7 @@ impl Settings {
 
     /// The database URL with any password replaced by `***`, safe to log.
     pub fn database_url_redacted(&self) -> String {
-        redact_url(self.database_url.expose_secret())
+        telcall_persistence::redacted_url(self.database_url.expose_secret())
     }
 
     /// Whether this uses the embedded SQLite database.
@@ -612,29 +610,20 @@ impl Settings {
     }
 }
 
-/// Replaces the password of a URL with `***`.
-pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(_) => raw.to_owned(),
-        Err(_) => "<unparseable database url>".to_owned(),
-    }
-}
-
 fn validate_origin(origin: &str) -> Result<(), ConfigError> {
     let bad = |reason: &str| ConfigError::Invalid {
         var: "CORS_ALLOW_ORIGINS",
         reason: format!("{origin:?} {reason}"),
     };
-    let url = url::Url::parse(origin).map_err(|_| bad("is not an origin like https://app.example.com"))?;
+    let url = url::Url::parse(origin)
+        .map_err(|_| bad("is not an origin like https://app.example.com"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(bad("is not an http(s) origin"));
     }
     if url.path() != "/" || origin.ends_with('/') || url.query().is_some() {
-        return Err(bad("must be scheme://host[:port] without a path or trailing slash"));
+        return Err(bad(
+            "must be scheme://host[:port] without a path or trailing slash",
+        ));
     }
     Ok(())
 }
@@ -667,15 +656,27 @@ mod tests {
 
     #[test]
     fn production_requires_each_secret_and_names_it() {
-        for missing in ["BOT_TOKEN", "BOT_USERNAME", "SECRET_KEY", "CORS_ALLOW_ORIGINS"] {
-            let pairs: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != missing).collect();
+        for missing in [
+            "BOT_TOKEN",
+            "BOT_USERNAME",
+            "SECRET_KEY",
+            "CORS_ALLOW_ORIGINS",
+        ] {
+            let pairs: Vec<_> = BASE
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != missing)
+                .collect();
             let err = Settings::from_source(&src(&pairs), false).unwrap_err();
-            assert_eq!(err, ConfigError::Missing(match missing {
-                "BOT_TOKEN" => "BOT_TOKEN",
-                "BOT_USERNAME" => "BOT_USERNAME",
-                "SECRET_KEY" => "SECRET_KEY",
-                _ => "CORS_ALLOW_ORIGINS",
-            }));
+            assert_eq!(
+                err,
+                ConfigError::Missing(match missing {
+                    "BOT_TOKEN" => "BOT_TOKEN",
+                    "BOT_USERNAME" => "BOT_USERNAME",
+                    "SECRET_KEY" => "SECRET_KEY",
+                    _ => "CORS_ALLOW_ORIGINS",
+                })
+            );
             assert!(err.to_string().contains(missing));
         }
     }
@@ -744,7 +745,10 @@ mod tests {
         assert_eq!(s.bot_username, DEV_BOT_USERNAME);
         assert!(s.secret_key.expose_secret().len() >= MIN_SECRET_KEY_BYTES);
         let other = Settings::from_source(&src(&[]), true).unwrap();
-        assert_ne!(s.secret_key.expose_secret(), other.secret_key.expose_secret());
+        assert_ne!(
+            s.secret_key.expose_secret(),
+            other.secret_key.expose_secret()
+        );
     }
 
     #[test]
@@ -759,21 +763,15 @@ mod tests {
     }
 
     #[test]
-    fn redacts_database_password() {
-        assert_eq!(
-            redact_url("postgres://u:hunter2@db:5432/x"),
-            "postgres://u:***@db:5432/x"
-        );
-        assert_eq!(redact_url("sqlite://telcall.db?mode=rwc"), "sqlite://telcall.db?mode=rwc");
-    }
-
-    #[test]
     fn toml_file_supplies_values_environment_wins() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("telcall.toml");
         std::fs::write(&path, "port = 9001\nbot_username = \"file_bot\"\nstun_servers = [\"stun:a:3478\", \"stun:b:3478\"]\n").unwrap();
         let file = read_toml(&path).unwrap();
         assert_eq!(file.get("PORT").map(String::as_str), Some("9001"));
-        assert_eq!(file.get("STUN_SERVERS").map(String::as_str), Some("stun:a:3478,stun:b:3478"));
+        assert_eq!(
+            file.get("STUN_SERVERS").map(String::as_str),
+            Some("stun:a:3478,stun:b:3478")
+        );
     }
 }

@@ -77,7 +77,10 @@ impl From<RepoError> for ApiError {
 }
 
 /// Writes an error and its sources, one per line (for logs).
-pub fn error_chain_fmt(e: &dyn std::error::Error, f: &mut impl std::fmt::Write) -> std::fmt::Result {
+pub fn error_chain_fmt(
+    e: &dyn std::error::Error,
+    f: &mut impl std::fmt::Write,
+) -> std::fmt::Result {
     write!(f, "{e}")?;
     let mut current = e.source();
     while let Some(cause) = current {

@@ -28,8 +28,10 @@ impl FromRequest for CurrentUser {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let token = request_token(req);
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("AppState missing")))?;
-            let token = token.ok_or_else(|| ApiError::Unauthorized("Not authenticated".to_owned()))?;
+            let state =
+                state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("AppState missing")))?;
+            let token =
+                token.ok_or_else(|| ApiError::Unauthorized("Not authenticated".to_owned()))?;
             let claims = state.sessions.verify_session(&token).map_err(|e| {
                 if e.is_server_error() {
                     ApiError::Internal(anyhow::anyhow!("session verification failed: {e}"))

@@ -46,3 +46,8 @@ pub async fn shutdown_signal() {
         () = term => tracing::info!("SIGTERM received"),
     }
 }
+
+/// Resolves once `shutdown` carries `true` (or its sender is gone).
+pub async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+}

@@ -19,7 +19,14 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { migrate, .. } => {
             telcall_server::cli::warn_if_dev(&settings);
-            let app = Application::build(settings, BuildOptions { migrate, ..Default::default() }).await?;
+            let app = Application::build(
+                settings,
+                BuildOptions {
+                    migrate,
+                    ..Default::default()
+                },
+            )
+            .await?;
             app.run_until_stopped().await
         }
         Command::Migrate { action } => telcall_server::cli::migrate(&settings, action).await,

@@ -33,7 +33,10 @@ pub fn security_headers(settings: &Settings) -> DefaultHeaders {
     if settings.debug {
         headers
     } else {
-        headers.add(("Strict-Transport-Security", "max-age=63072000; includeSubDomains"))
+        headers.add((
+            "Strict-Transport-Security",
+            "max-age=63072000; includeSubDomains",
+        ))
     }
 }
 

@@ -43,7 +43,11 @@ impl TelegramNotifier {
                 .unwrap_or_else(|| "A friend".to_owned()),
             name => name,
         };
-        let kind = if call.is_video_enabled { "video" } else { "voice" };
+        let kind = if call.is_video_enabled {
+            "video"
+        } else {
+            "voice"
+        };
         json!({
             "chat_id": to.telegram_user_id,
             "text": format!("{caller} is calling you ({kind} call). Tap the button to join."),

@@ -69,22 +69,25 @@ impl Application {
         tracing::info!(database = %settings.database_url_redacted(), "connecting to the database");
         let store = telcall_persistence::SeaStore::connect(
             settings.database_url.expose_secret(),
-            &telcall_persistence::ConnectOptions {
+            &telcall_persistence::DbOptions {
                 max_connections: settings.db_max_connections,
                 connect_timeout: settings.db_connect_timeout,
+                acquire_timeout: settings.db_connect_timeout,
                 ..Default::default()
             },
         )
         .await
         .context("cannot connect to the database")?;
 
-        let pending = telcall_migration::pending_migrations(store.connection())
+        let pending = store
+            .pending_migrations()
             .await
             .context("cannot read the migration status")?;
         if !pending.is_empty() {
             if options.migrate || settings.debug {
                 tracing::info!(count = pending.len(), "applying pending migrations");
-                telcall_migration::apply_all(store.connection())
+                store
+                    .migrate_up()
                     .await
                     .context("applying migrations failed")?;
             } else {
@@ -159,10 +162,11 @@ impl Application {
         let stopped_early = tokio::select! {
             res = &mut server => Some(res),
             () = crate::shutdown_signal() => None,
-            _ = shutdown_rx.wait_for(|stop| *stop) => None,
+            () = crate::stopped(&mut shutdown_rx) => None,
         };
         if let Some(res) = stopped_early {
-            res.context("server task failed")?.context("server failed")?;
+            res.context("server task failed")?
+                .context("server failed")?;
         } else {
             tracing::info!("shutting down: closing WebSocket sessions");
             state
@@ -175,7 +179,9 @@ impl Application {
         for task in tasks {
             let _ = task.await;
         }
-        store.close().await;
+        if let Err(e) = store.close().await {
+            tracing::warn!(error = %e, "closing the database pool failed");
+        }
         tracing::info!("telcall stopped");
         Ok(())
     }
@@ -192,7 +198,6 @@ pub fn build_state(
         max_participants: settings.ws.max_participants_per_call,
         outbound_capacity: settings.ws.outbound_queue,
         max_message_size: settings.ws.max_message_size,
-        ..Default::default()
     }));
     let events = Arc::new(HubCallEvents::new(hub.clone()));
     let calls = CallService::new(
@@ -233,7 +238,9 @@ fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server>
         App::new()
             .wrap(crate::middleware::cors(&data.settings))
             .wrap(crate::middleware::security_headers(&data.settings))
-            .wrap(tracing_actix_web::TracingLogger::<crate::middleware::RequestSpans>::new())
+            .wrap(tracing_actix_web::TracingLogger::<
+                crate::middleware::RequestSpans,
+            >::new())
             .app_data(data.clone())
             .app_data(
                 web::JsonConfig::default()

@@ -37,7 +37,7 @@ pub fn spawn(
                 _ = ticker.tick() => {
                     sweep_once(&calls).await;
                 }
-                _ = shutdown.wait_for(|stop| *stop) => break,
+                () = crate::stopped(&mut shutdown) => break,
             }
         }
     })

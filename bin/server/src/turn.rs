@@ -76,13 +76,22 @@ impl TurnUri {
             None => None,
             Some("transport=udp") => Some(TurnTransport::Udp),
             Some("transport=tcp") => Some(TurnTransport::Tcp),
-            Some(_) => return Err(err("the only query allowed is transport=udp or transport=tcp")),
+            Some(_) => {
+                return Err(err(
+                    "the only query allowed is transport=udp or transport=tcp",
+                ));
+            }
         };
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) = v6.split_once(']').ok_or_else(|| err("unclosed IPv6 bracket"))?;
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| err("unclosed IPv6 bracket"))?;
             let port = match after {
                 "" => None,
-                p => Some(p.strip_prefix(':').ok_or_else(|| err("junk after IPv6 host"))?),
+                p => Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| err("junk after IPv6 host"))?,
+                ),
             };
             (h.to_owned(), port)
         } else {
@@ -220,7 +229,8 @@ impl TurnDirectory {
             .clone();
         let (username, credential) = match (&self.secret, &self.static_username) {
             (Some(secret), _) => {
-                let expiry = now_unix.saturating_add(i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX));
+                let expiry =
+                    now_unix.saturating_add(i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX));
                 let (u, c) = turn_rest_credentials(secret.expose_secret(), user_id, expiry);
                 (Some(u), Some(c))
             }
@@ -283,7 +293,7 @@ pub fn spawn_healthcheck(
         loop {
             tokio::select! {
                 _ = ticker.tick() => dir.check_now().await,
-                _ = shutdown.wait_for(|stop| *stop) => break,
+                () = crate::stopped(&mut shutdown) => break,
             }
         }
     })
@@ -296,7 +306,10 @@ mod tests {
     #[test]
     fn parses_rfc7065_forms() {
         let t = TurnUri::parse("turn:turn.example.com:3479?transport=udp").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.secure, t.transport), ("turn.example.com", 3479, false, Some(TurnTransport::Udp)));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.secure, t.transport),
+            ("turn.example.com", 3479, false, Some(TurnTransport::Udp))
+        );
         let t = TurnUri::parse("turns:turn.example.com").unwrap();
         assert_eq!((t.port, t.secure), (5349, true));
         let t = TurnUri::parse("turn:[2001:db8::1]:3478?transport=tcp").unwrap();
@@ -322,13 +335,45 @@ mod tests {
     }
 
     #[test]
+    fn every_server_offered_until_the_first_check_then_only_reachable_ones() {
+        let settings = WebRtcSettings {
+            stun_servers: vec![],
+            turn_servers: vec![
+                "turn:a.example:3478".into(),
+                "turns:b.example".into(),
+                "bogus".into(),
+            ],
+            turn_username: None,
+            turn_password: None,
+            turn_secret: None,
+            turn_credential_ttl: Duration::from_secs(60),
+            turn_healthcheck_interval: Duration::from_secs(30),
+        };
+        let dir = TurnDirectory::new(&settings);
+        assert_eq!(dir.turn_servers().len(), 2, "the malformed URI is left out");
+        assert_eq!(dir.entries_for(1, 0).len(), 2);
+        dir.set_reachability(vec![false, true]);
+        let entries = dir.entries_for(1, 0);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].urls, "turns:b.example");
+        assert_eq!(entries[0].username, None);
+    }
+
+    #[test]
     fn rest_credentials_match_coturn_formula() {
         let (u, c) = turn_rest_credentials("s3cret", 42, 1_800_000_000);
         assert_eq!(u, "1800000000:42");
         let mut mac = Hmac::<Sha1>::new_from_slice(b"s3cret").unwrap();
         mac.update(b"1800000000:42");
-        let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let expected =
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
         assert_eq!(c, expected);
-        assert_eq!(base64::engine::general_purpose::STANDARD.decode(&c).unwrap().len(), 20);
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(&c)
+                .unwrap()
+                .len(),
+            20
+        );
     }
 }

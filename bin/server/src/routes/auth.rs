@@ -109,14 +109,20 @@ pub async fn telegram_auth(
         .issue_session(user.id, Some(&verified.fingerprint))
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot issue session: {e}")))?;
     tracing::info!(fp = %verified.fingerprint, "signed in");
-    let cookie = session_cookie(&state.settings, issued.token.clone(), issued.expires_in_secs);
+    let cookie = session_cookie(
+        &state.settings,
+        issued.token.clone(),
+        issued.expires_in_secs,
+    );
     let in_body = state.settings.auth_token_in_body;
-    Ok(HttpResponse::Ok().cookie(cookie).json(TelegramAuthResponse {
-        user: UserResponse::from(&user),
-        expires_in: issued.expires_in_secs,
-        access_token: in_body.then(|| issued.token),
-        token_type: in_body.then(|| "bearer".to_owned()),
-    }))
+    Ok(HttpResponse::Ok()
+        .cookie(cookie)
+        .json(TelegramAuthResponse {
+            user: UserResponse::from(&user),
+            expires_in: issued.expires_in_secs,
+            access_token: in_body.then(|| issued.token),
+            token_type: in_body.then(|| "bearer".to_owned()),
+        }))
 }
 
 /// Hands out a short-lived, single-use credential for the WebSocket handshake.

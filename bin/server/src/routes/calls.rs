@@ -87,7 +87,11 @@ pub async fn create_call(
     let body = body.into_inner();
     let call = state
         .calls
-        .create_call(user.0.id, body.title, body.is_video_enabled.unwrap_or(false))
+        .create_call(
+            user.0.id,
+            body.title,
+            body.is_video_enabled.unwrap_or(false),
+        )
         .await?;
     tracing::info!(call = %call.code, "call created");
     Ok(HttpResponse::Created().json(CallResponse::new(&state, &call)))
@@ -160,7 +164,11 @@ pub async fn call_friend(
 ) -> Result<HttpResponse, ApiError> {
     let (call, friend) = state
         .calls
-        .call_friend(user.0.id, body.friend_id, body.is_video_enabled.unwrap_or(false))
+        .call_friend(
+            user.0.id,
+            body.friend_id,
+            body.is_video_enabled.unwrap_or(false),
+        )
         .await?;
     let join_url = state.settings.join_url(call.code.as_str());
     let notifier = state.notifier.clone();

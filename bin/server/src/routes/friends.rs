@@ -96,7 +96,11 @@ pub async fn list_friends(
     }
     let offset = u64::try_from(offset)
         .map_err(|_| ApiError::Unprocessable("offset must not be negative".to_owned()))?;
-    if query.query.as_ref().is_some_and(|q| q.chars().count() > 255) {
+    if query
+        .query
+        .as_ref()
+        .is_some_and(|q| q.chars().count() > 255)
+    {
         return Err(ApiError::Unprocessable(
             "query must be at most 255 characters".to_owned(),
         ));

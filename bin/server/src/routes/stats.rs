@@ -197,7 +197,10 @@ pub async fn list_stats(
             "limit must be between 1 and 100".to_owned(),
         ));
     }
-    let rows = state.stats.list_own(user.0.id, limit.unsigned_abs()).await?;
+    let rows = state
+        .stats
+        .list_own(user.0.id, limit.unsigned_abs())
+        .await?;
     let body: Vec<CallStatsResponse> = rows.into_iter().map(Into::into).collect();
     Ok(HttpResponse::Ok().json(body))
 }

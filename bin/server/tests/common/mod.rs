@@ -95,9 +95,9 @@ impl TestAppBuilder {
         init_test_logs();
         let dir = tempfile::tempdir().unwrap();
         let mut vars = self.vars;
-        let url = self.database_url.unwrap_or_else(|| {
-            format!("sqlite://{}/telcall.db?mode=rwc", dir.path().display())
-        });
+        let url = self
+            .database_url
+            .unwrap_or_else(|| format!("sqlite://{}/telcall.db?mode=rwc", dir.path().display()));
         vars.insert("DATABASE_URL".to_owned(), url);
         let settings = Settings::from_source(&Source::from_map(vars), false).unwrap();
         let clock = Arc::new(ManualClock::new(Utc::now()));
