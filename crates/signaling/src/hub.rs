@@ -1,0 +1,859 @@
+//! The room hub: who is in which call, and fan-out of signaling frames to bounded queues.
+//!
+//! # State and locking
+//!
+//! Two sharded maps, each shard a `std::sync::Mutex` whose guard is never held across an
+//! `.await` (nothing in this module awaits while locked; the only async function is
+//! [`Outbox::recv`], which holds no hub lock):
+//!
+//! - the **roster** (`rooms`): per room its start time and members (one connection per user),
+//!   used for joins, leaves, capacity, snapshots and the "offline" check;
+//! - the **endpoints**: per room the queues of this instance's connections, used only to
+//!   deliver [`RoomEvent`]s that come back from the [`Broker`].
+//!
+//! Lock order is roster shard → endpoint shard → a connection's own close slot, never the
+//! reverse, so a broker may deliver synchronously from inside `publish`.
+//!
+//! # Back-pressure
+//!
+//! Each connection has a bounded queue ([`HubConfig::outbound_capacity`]). Every delivery is
+//! a `try_send`; when it finds the queue full the frame is dropped, `messages_dropped`
+//! increments, and the connection is cut off: it receives no further frames and its
+//! [`Outbox`] yields `Close { code: 1013, .. }` ahead of anything still queued, so a peer
+//! that does not read costs at most its queue, and the others are not held up.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde_json::value::RawValue;
+use tokio::sync::{Notify, mpsc};
+
+use crate::broker::{Broker, LocalBroker, RoomEvent, RoomEventSink};
+use crate::close;
+use crate::error::{JoinError, ProtocolError};
+use crate::protocol::{
+    DEFAULT_MAX_MESSAGE_SIZE, Frame, ServerMessage, SignalingUser, parse_client_message,
+    relay_frame, user_raw,
+};
+
+/// Default room capacity (`MAX_PARTICIPANTS_PER_CALL`).
+pub const DEFAULT_MAX_PARTICIPANTS: usize = 30;
+/// Default size of each connection's outbound queue, in frames.
+pub const DEFAULT_OUTBOUND_CAPACITY: usize = 256;
+/// Smallest outbound queue the hub accepts: a joiner's `call_metadata` and
+/// `participants_snapshot` must always fit.
+pub const MIN_OUTBOUND_CAPACITY: usize = 4;
+/// Number of shards of each map.
+const SHARDS: usize = 16;
+
+/// Settings of a [`Hub`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubConfig {
+    /// Most participants one room holds (`MAX_PARTICIPANTS_PER_CALL`); one more join gets
+    /// [`JoinError::RoomFull`]. A user replacing their own connection does not count twice.
+    pub max_participants: usize,
+    /// Largest client frame accepted, in bytes (`MAX_WEBSOCKET_MESSAGE_SIZE`).
+    pub max_message_size: usize,
+    /// Capacity of each connection's outbound queue, in frames (raised to
+    /// [`MIN_OUTBOUND_CAPACITY`] if lower).
+    pub outbound_capacity: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            max_participants: DEFAULT_MAX_PARTICIPANTS,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            outbound_capacity: DEFAULT_OUTBOUND_CAPACITY,
+        }
+    }
+}
+
+/// Unique id of one connection in a hub (increasing in join order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(u64);
+
+impl ConnectionId {
+    /// The raw number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What the transport must do next for a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// Send this JSON text frame.
+    Text(Frame),
+    /// Send a close frame with this code and reason, then stop. Nothing follows it.
+    Close {
+        /// WebSocket close code (see [`close`]).
+        code: u16,
+        /// Close reason (at most 123 bytes).
+        reason: String,
+    },
+}
+
+/// A point-in-time copy of the hub's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HubStats {
+    /// Rooms with at least one local connection.
+    pub rooms: usize,
+    /// Local connections in rooms (joined and not yet left).
+    pub connections: usize,
+    /// Signals (`offer`/`answer`/`ice_candidate`) placed in their addressee's queue.
+    pub messages_relayed: u64,
+    /// Frames discarded because the recipient's queue was full (each one cut a connection off).
+    pub messages_dropped: u64,
+}
+
+/// What became of a client frame that was not refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayOutcome {
+    /// Handed to the broker for delivery to the addressee.
+    Relayed,
+    /// Addressed to the sender itself: dropped silently.
+    SelfAddressed,
+    /// The sender is no longer in the room (it left, was replaced, or the room ended):
+    /// dropped silently.
+    SenderNotInRoom,
+}
+
+/// The result of a successful [`Hub::join`].
+#[derive(Debug)]
+pub struct Joined {
+    /// Identifies the connection in later calls ([`Hub::handle_text`], [`Hub::leave`]).
+    pub handle: ConnectionHandle,
+    /// The connection's outbound queue, for the transport to drain.
+    pub outbox: Outbox,
+    /// Whether an older connection of the same user was replaced (and closed with 4409).
+    pub replaced: bool,
+    /// When the room started (the first join while it lived).
+    pub room_start_time: DateTime<Utc>,
+}
+
+/// One connection as the hub knows it.
+struct Conn {
+    id: ConnectionId,
+    room: Arc<str>,
+    user: SignalingUser,
+    /// `user` serialised once, for the `from_user` of every signal it sends.
+    user_raw: Box<RawValue>,
+    tx: mpsc::Sender<Outbound>,
+    /// Set once nothing more may be queued (cut off, replaced, closed, ended or left).
+    dead: AtomicBool,
+    /// A close that must pre-empt whatever is still queued (1013, 4409, 1001).
+    forced_close: Mutex<Option<(u16, String)>>,
+    wake: Notify,
+}
+
+enum Push {
+    Sent,
+    Full,
+    Gone,
+}
+
+impl Conn {
+    fn push(&self, item: Outbound) -> Push {
+        if self.dead.load(Ordering::Acquire) {
+            return Push::Gone;
+        }
+        match self.tx.try_send(item) {
+            Ok(()) => Push::Sent,
+            Err(mpsc::error::TrySendError::Full(_)) => Push::Full,
+            Err(mpsc::error::TrySendError::Closed(_)) => Push::Gone,
+        }
+    }
+
+    /// Stops all further frames and makes the outbox yield this close next. The first close
+    /// (forced, queued by `finish`, or a leave) wins.
+    fn force_close(&self, code: u16, reason: &str) {
+        let mut slot = lock(&self.forced_close);
+        if self.dead.load(Ordering::Acquire) {
+            return;
+        }
+        // The slot is filled before `dead` is set: an outbox that sees `dead` finds the close.
+        *slot = Some((code, reason.to_owned()));
+        self.dead.store(true, Ordering::Release);
+        drop(slot);
+        self.wake.notify_one();
+    }
+
+    /// Stops all further frames without a close (the connection left); its outbox ends.
+    fn mark_dead(&self) {
+        self.dead.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Queues `frame` then a close, in order; a full queue turns into a forced close.
+    fn finish(&self, frame: Frame, code: u16, reason: &str) {
+        let queued = matches!(self.push(Outbound::Text(frame)), Push::Sent)
+            && matches!(
+                self.push(Outbound::Close {
+                    code,
+                    reason: reason.to_owned()
+                }),
+                Push::Sent
+            );
+        if queued {
+            self.mark_dead();
+        } else {
+            self.force_close(code, reason);
+        }
+    }
+
+    fn take_forced_close(&self) -> Option<Outbound> {
+        lock(&self.forced_close)
+            .take()
+            .map(|(code, reason)| Outbound::Close { code, reason })
+    }
+}
+
+/// A joined connection, for [`Hub::handle_text`], [`Hub::send_error`] and [`Hub::leave`].
+///
+/// Cheap to clone. A handle whose connection was replaced or has left is *stale*: the hub
+/// ignores what it sends and its `leave` changes nothing.
+#[derive(Clone)]
+pub struct ConnectionHandle {
+    conn: Arc<Conn>,
+}
+
+impl ConnectionHandle {
+    /// The connection's unique id.
+    pub fn id(&self) -> ConnectionId {
+        self.conn.id
+    }
+
+    /// The call code of its room.
+    pub fn room(&self) -> &str {
+        &self.conn.room
+    }
+
+    /// The user on this connection.
+    pub fn user(&self) -> &SignalingUser {
+        &self.conn.user
+    }
+}
+
+impl fmt::Debug for ConnectionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionHandle")
+            .field("id", &self.conn.id)
+            .field("room", &self.conn.room)
+            .field("user_id", &self.conn.user.id)
+            .finish()
+    }
+}
+
+/// The receiving end of a connection's bounded outbound queue.
+///
+/// Yields frames in order; a forced close (1013 too slow, 4409 replaced, 1001 shutdown) is
+/// yielded ahead of whatever is still queued. After an [`Outbound::Close`], or once the
+/// connection has left ([`Hub::leave`]) and its queue is drained, it yields `None`.
+pub struct Outbox {
+    rx: mpsc::Receiver<Outbound>,
+    conn: Arc<Conn>,
+    done: bool,
+}
+
+impl Outbox {
+    /// Waits for the next item. `None` means the hub has nothing more for this connection
+    /// (after a `Close`, or after [`Hub::leave`]); the transport then closes normally.
+    ///
+    /// Cancel-safe: dropping the future loses nothing, so it can sit in a `select!` next to
+    /// the socket's read half.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        loop {
+            if let Some(ready) = self.poll_now() {
+                return ready;
+            }
+            tokio::select! {
+                biased;
+                () = self.conn.wake.notified() => {}
+                item = self.rx.recv() => return self.observe(item),
+            }
+        }
+    }
+
+    /// The next item if one is ready, without waiting (for polling loops and tests).
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        self.poll_now().flatten()
+    }
+
+    /// `Some(item)` when the outcome is known now, `None` when the caller must wait.
+    fn poll_now(&mut self) -> Option<Option<Outbound>> {
+        if self.done {
+            return Some(None);
+        }
+        if let Some(close) = self.conn.take_forced_close() {
+            self.done = true;
+            return Some(Some(close));
+        }
+        match self.rx.try_recv() {
+            Ok(item) => return Some(self.observe(Some(item))),
+            Err(mpsc::error::TryRecvError::Disconnected) => return Some(self.observe(None)),
+            Err(mpsc::error::TryRecvError::Empty) => {}
+        }
+        if !self.conn.dead.load(Ordering::Acquire) {
+            return None;
+        }
+        // Dead: whatever was queued or forced before that is visible now; then the end.
+        if let Some(close) = self.conn.take_forced_close() {
+            self.done = true;
+            return Some(Some(close));
+        }
+        match self.rx.try_recv() {
+            Ok(item) => Some(self.observe(Some(item))),
+            Err(_) => Some(self.observe(None)),
+        }
+    }
+
+    /// Whether a `Close` (or the end of the queue) has been yielded.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn observe(&mut self, item: Option<Outbound>) -> Option<Outbound> {
+        if matches!(item, None | Some(Outbound::Close { .. })) {
+            self.done = true;
+        }
+        item
+    }
+}
+
+impl fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbox")
+            .field("id", &self.conn.id)
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+/// A room in the roster.
+struct Room {
+    code: Arc<str>,
+    started_at: DateTime<Utc>,
+    /// The room's `call_metadata` frame, serialised once.
+    metadata: Frame,
+    members: HashMap<i64, Arc<Conn>>,
+}
+
+impl Room {
+    /// Members other than `except`, in join order.
+    fn participants_except(&self, except: Option<i64>) -> Vec<SignalingUser> {
+        let mut conns: Vec<&Arc<Conn>> = self
+            .members
+            .values()
+            .filter(|c| Some(c.user.id) != except)
+            .collect();
+        conns.sort_by_key(|c| c.id);
+        conns.into_iter().map(|c| c.user.clone()).collect()
+    }
+
+    fn is_current(&self, conn: &Conn) -> bool {
+        self.members
+            .get(&conn.user.id)
+            .is_some_and(|c| c.id == conn.id)
+    }
+}
+
+type Endpoints = HashMap<i64, Arc<Conn>>;
+
+/// A map split into independently locked shards by key hash.
+struct Shards<T> {
+    hasher: std::hash::RandomState,
+    slots: Box<[Mutex<T>]>,
+}
+
+impl<T: Default> Shards<T> {
+    fn new() -> Self {
+        Self {
+            hasher: std::hash::RandomState::new(),
+            slots: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    fn lock(&self, key: &str) -> MutexGuard<'_, T> {
+        let index = (self.hasher.hash_one(key) % self.slots.len() as u64) as usize;
+        lock(&self.slots[index])
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Mutex<T>> {
+        self.slots.iter()
+    }
+}
+
+/// Locks a mutex; a poisoned lock still holds consistent data here (no code panics while
+/// holding one), so it is recovered rather than propagated.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Default)]
+struct Counters {
+    rooms: AtomicUsize,
+    connections: AtomicUsize,
+    relayed: AtomicU64,
+    dropped: AtomicU64,
+}
+
+struct HubInner {
+    config: HubConfig,
+    rooms: Shards<HashMap<Arc<str>, Room>>,
+    endpoints: Shards<HashMap<Arc<str>, Endpoints>>,
+    broker: Arc<dyn Broker>,
+    next_id: AtomicU64,
+    shutting_down: AtomicBool,
+    counters: Counters,
+}
+
+/// The room hub. Cheap to clone (shared state); see the [crate docs](crate) for an example.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field("config", &self.inner.config)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Hub {
+    /// A single-instance hub (its events go through a [`LocalBroker`]).
+    pub fn new(config: HubConfig) -> Self {
+        Self::with_broker(config, Arc::new(LocalBroker::new()))
+    }
+
+    /// A hub whose room events go through `broker`, which is attached to it here.
+    pub fn with_broker(mut config: HubConfig, broker: Arc<dyn Broker>) -> Self {
+        config.outbound_capacity = config.outbound_capacity.max(MIN_OUTBOUND_CAPACITY);
+        let inner = Arc::new(HubInner {
+            config,
+            rooms: Shards::new(),
+            endpoints: Shards::new(),
+            broker,
+            next_id: AtomicU64::new(1),
+            shutting_down: AtomicBool::new(false),
+            counters: Counters::default(),
+        });
+        let weak: Weak<HubInner> = Arc::downgrade(&inner);
+        let sink: Weak<dyn RoomEventSink> = weak;
+        inner.broker.attach(sink);
+        Self { inner }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// Adds `user` to `room` (creating it, with its start time, if it is empty).
+    ///
+    /// The new connection's queue starts with `call_metadata`, then `participants_snapshot`
+    /// when others are present; everyone else gets `user_joined`. An older connection of the
+    /// same user is replaced: it is closed with 4409 and nobody gets `user_left` for it.
+    ///
+    /// # Errors
+    /// [`JoinError::RoomFull`] at capacity; [`JoinError::ShuttingDown`] after [`Hub::close_all`].
+    pub fn join(&self, room: &str, user: SignalingUser) -> Result<Joined, JoinError> {
+        let inner = &*self.inner;
+        let mut rooms = inner.rooms.lock(room);
+        if inner.shutting_down.load(Ordering::Acquire) {
+            return Err(JoinError::ShuttingDown);
+        }
+        let (present, previous) = match rooms.get(room) {
+            Some(r) => (r.members.len(), r.members.get(&user.id).cloned()),
+            None => (0, None),
+        };
+        if previous.is_none() && present >= inner.config.max_participants {
+            return Err(JoinError::RoomFull);
+        }
+
+        let new_room = !rooms.contains_key(room);
+        let entry = rooms.entry(Arc::from(room)).or_insert_with_key(|code| {
+            // Millisecond precision: exactly what call_metadata carries.
+            let started_at = Utc::now().trunc_subsecs(3);
+            Room {
+                code: code.clone(),
+                started_at,
+                metadata: ServerMessage::CallMetadata {
+                    room_start_time: started_at,
+                }
+                .to_frame(),
+                members: HashMap::new(),
+            }
+        });
+        if new_room {
+            inner.counters.rooms.fetch_add(1, Ordering::Relaxed);
+        }
+
+        let (tx, rx) = mpsc::channel(inner.config.outbound_capacity);
+        let conn = Arc::new(Conn {
+            id: ConnectionId(inner.next_id.fetch_add(1, Ordering::Relaxed)),
+            room: entry.code.clone(),
+            user_raw: user_raw(&user),
+            user,
+            tx,
+            dead: AtomicBool::new(false),
+            forced_close: Mutex::new(None),
+            wake: Notify::new(),
+        });
+        let user_id = conn.user.id;
+
+        // The queue is new and holds at least MIN_OUTBOUND_CAPACITY: both pushes succeed.
+        let _ = conn.push(Outbound::Text(entry.metadata.clone()));
+        let others = entry.participants_except(Some(user_id));
+        if !others.is_empty() {
+            let _ = conn.push(Outbound::Text(
+                ServerMessage::ParticipantsSnapshot {
+                    participants: others,
+                }
+                .to_frame(),
+            ));
+        }
+
+        if let Some(old) = &previous {
+            old.force_close(close::REPLACED, close::REASON_REPLACED);
+        } else {
+            inner.counters.connections.fetch_add(1, Ordering::Relaxed);
+        }
+        entry.members.insert(user_id, conn.clone());
+        // Replaces the old connection's endpoint, if any.
+        inner
+            .endpoints
+            .lock(room)
+            .entry(entry.code.clone())
+            .or_default()
+            .insert(user_id, conn.clone());
+
+        let code = entry.code.clone();
+        let room_start_time = entry.started_at;
+        if new_room {
+            inner.broker.room_opened(room);
+        }
+        let frame = ServerMessage::UserJoined {
+            user: conn.user.clone(),
+        }
+        .to_frame();
+        inner.broker.publish(RoomEvent::Broadcast {
+            room: code,
+            except_user: Some(user_id),
+            frame,
+        });
+        drop(rooms);
+
+        tracing::debug!(room, user_id, conn = %conn.id, replaced = previous.is_some(), "joined");
+        Ok(Joined {
+            outbox: Outbox {
+                rx,
+                conn: conn.clone(),
+                done: false,
+            },
+            handle: ConnectionHandle { conn },
+            replaced: previous.is_some(),
+            room_start_time,
+        })
+    }
+
+    /// Handles one client text frame from `handle`: parse, then relay to the addressee with
+    /// `from_user` added.
+    ///
+    /// On error the `error` frame has **already been queued to the sender** (through its own
+    /// outbox, so the transport has a single writer); the `Err` is returned for logging and
+    /// tests. The connection stays open. A message addressed to the sender, or sent by a
+    /// stale handle, is dropped silently (`Ok`).
+    ///
+    /// Never blocks and never awaits: a lookup and one `try_send` per recipient.
+    pub fn handle_text(
+        &self,
+        handle: &ConnectionHandle,
+        text: &str,
+    ) -> Result<RelayOutcome, ProtocolError> {
+        let result = self.relay(handle, text);
+        if let Err(error) = &result {
+            self.send_error(handle, error);
+        }
+        result
+    }
+
+    fn relay(&self, handle: &ConnectionHandle, text: &str) -> Result<RelayOutcome, ProtocolError> {
+        let inner = &*self.inner;
+        let message = parse_client_message(text, inner.config.max_message_size)?;
+        let conn = &handle.conn;
+        if message.to_user_id == conn.user.id {
+            return Ok(RelayOutcome::SelfAddressed);
+        }
+        let room = {
+            let rooms = inner.rooms.lock(&conn.room);
+            let Some(room) = rooms.get(&*conn.room).filter(|r| r.is_current(conn)) else {
+                return Ok(RelayOutcome::SenderNotInRoom);
+            };
+            if !room.members.contains_key(&message.to_user_id)
+                && !inner
+                    .broker
+                    .has_remote_member(&conn.room, message.to_user_id)
+            {
+                return Err(ProtocolError::TargetOffline);
+            }
+            room.code.clone()
+        };
+        let frame = relay_frame(message.kind, message.payload, &conn.user_raw);
+        inner.broker.publish(RoomEvent::ToUser {
+            room,
+            user_id: message.to_user_id,
+            frame,
+        });
+        Ok(RelayOutcome::Relayed)
+    }
+
+    /// Queues `{"type":"error","detail":…}` for `handle` (e.g. [`ProtocolError::InvalidJson`]
+    /// for a binary frame). Returns whether it was queued; a full queue cuts the connection
+    /// off (1013) like any other.
+    pub fn send_error(&self, handle: &ConnectionHandle, error: &ProtocolError) -> bool {
+        match handle.conn.push(Outbound::Text(error.to_frame())) {
+            Push::Sent => true,
+            Push::Full => {
+                self.inner.cut_off(&handle.conn);
+                false
+            }
+            Push::Gone => false,
+        }
+    }
+
+    /// Removes `handle`'s connection from its room; the others get `user_left`, and an empty
+    /// room is removed.
+    ///
+    /// Returns `true` when the user actually left (persist their leave time), `false` when
+    /// the handle was stale: replaced by a newer connection (which stays), already left, or
+    /// removed by [`Hub::end_room`] / [`Hub::close_all`]. Idempotent.
+    pub fn leave(&self, handle: &ConnectionHandle) -> bool {
+        let inner = &*self.inner;
+        let conn = &handle.conn;
+        let mut rooms = inner.rooms.lock(&conn.room);
+        let Some(room) = rooms.get_mut(&*conn.room).filter(|r| r.is_current(conn)) else {
+            return false;
+        };
+        room.members.remove(&conn.user.id);
+        conn.mark_dead();
+        inner.counters.connections.fetch_sub(1, Ordering::Relaxed);
+        let empty = room.members.is_empty();
+        let code = room.code.clone();
+        {
+            let mut endpoints = inner.endpoints.lock(&conn.room);
+            if let Some(room_endpoints) = endpoints.get_mut(&*conn.room) {
+                if room_endpoints
+                    .get(&conn.user.id)
+                    .is_some_and(|c| c.id == conn.id)
+                {
+                    room_endpoints.remove(&conn.user.id);
+                }
+                if empty {
+                    endpoints.remove(&*conn.room);
+                }
+            }
+        }
+        if empty {
+            rooms.remove(&*conn.room);
+            inner.counters.rooms.fetch_sub(1, Ordering::Relaxed);
+            inner.broker.room_closed(&code);
+        } else {
+            let frame = ServerMessage::UserLeft {
+                user: conn.user.clone(),
+            }
+            .to_frame();
+            inner.broker.publish(RoomEvent::Broadcast {
+                room: code,
+                except_user: Some(conn.user.id),
+                frame,
+            });
+        }
+        drop(rooms);
+        tracing::debug!(room = %conn.room, user_id = conn.user.id, conn = %conn.id, "left");
+        true
+    }
+
+    /// Ends a call: every connection in `room` gets `call_ended` with `reason` and then
+    /// `Close { code: 1000 }`, and the room is removed (on every instance, via the broker).
+    ///
+    /// Returns the local participants who were removed, in join order (persist their leave
+    /// time: their later [`Hub::leave`] returns `false`).
+    pub fn end_room(&self, room: &str, reason: impl Into<String>) -> Vec<SignalingUser> {
+        let inner = &*self.inner;
+        let reason = reason.into();
+        let mut rooms = inner.rooms.lock(room);
+        let removed = rooms.remove(room);
+        let (code, users) = match &removed {
+            Some(r) => {
+                inner.counters.rooms.fetch_sub(1, Ordering::Relaxed);
+                inner
+                    .counters
+                    .connections
+                    .fetch_sub(r.members.len(), Ordering::Relaxed);
+                (r.code.clone(), r.participants_except(None))
+            }
+            None => (Arc::from(room), Vec::new()),
+        };
+        inner
+            .broker
+            .publish(RoomEvent::EndRoom { room: code, reason });
+        if removed.is_some() {
+            inner.broker.room_closed(room);
+        }
+        drop(rooms);
+        // Members without an endpoint (cut off, or whose transport is gone) already have
+        // their close; the others get theirs from the EndRoom delivery.
+        users
+    }
+
+    /// Closes every connection with `code`/`reason` (pre-empting queued frames), empties the
+    /// hub and refuses later joins ([`JoinError::ShuttingDown`]). For shutdown, use
+    /// [`close::GOING_AWAY`] (1001). Returns how many connections were told to close.
+    pub fn close_all(&self, code: u16, reason: &str) -> usize {
+        let inner = &*self.inner;
+        inner.shutting_down.store(true, Ordering::Release);
+        let mut closed = 0;
+        for shard in inner.rooms.iter() {
+            let drained: Vec<Room> = lock(shard).drain().map(|(_, room)| room).collect();
+            for room in drained {
+                inner.counters.rooms.fetch_sub(1, Ordering::Relaxed);
+                inner
+                    .counters
+                    .connections
+                    .fetch_sub(room.members.len(), Ordering::Relaxed);
+                for conn in room.members.values() {
+                    conn.force_close(code, reason);
+                    closed += 1;
+                }
+                inner.broker.room_closed(&room.code);
+            }
+        }
+        for shard in inner.endpoints.iter() {
+            lock(shard).clear();
+        }
+        closed
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> HubStats {
+        let c = &self.inner.counters;
+        HubStats {
+            rooms: c.rooms.load(Ordering::Relaxed),
+            connections: c.connections.load(Ordering::Relaxed),
+            messages_relayed: c.relayed.load(Ordering::Relaxed),
+            messages_dropped: c.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The local participants of `room`, in join order (empty if there is no such room).
+    pub fn room_participants(&self, room: &str) -> Vec<SignalingUser> {
+        self.inner
+            .rooms
+            .lock(room)
+            .get(room)
+            .map(|r| r.participants_except(None))
+            .unwrap_or_default()
+    }
+
+    /// When `room` started, if it currently has participants.
+    pub fn room_start_time(&self, room: &str) -> Option<DateTime<Utc>> {
+        self.inner.rooms.lock(room).get(room).map(|r| r.started_at)
+    }
+}
+
+impl HubInner {
+    /// Cuts off a connection whose queue was full: the frame is counted as dropped and the
+    /// connection is told to close with 1013.
+    fn cut_off(&self, conn: &Conn) {
+        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        conn.force_close(close::TRY_AGAIN_LATER, close::REASON_TOO_SLOW);
+        tracing::info!(room = %conn.room, user_id = conn.user.id, conn = %conn.id, "slow consumer cut off");
+    }
+
+    /// Pushes `frame` to one endpoint; returns (queued, endpoint should be forgotten).
+    fn push_or_cut(&self, conn: &Conn, frame: &Frame) -> (bool, bool) {
+        match conn.push(Outbound::Text(frame.clone())) {
+            Push::Sent => (true, false),
+            Push::Full => {
+                self.cut_off(conn);
+                (false, true)
+            }
+            Push::Gone => (false, true),
+        }
+    }
+}
+
+impl RoomEventSink for HubInner {
+    fn deliver(&self, event: &RoomEvent) {
+        match event {
+            RoomEvent::ToUser {
+                room,
+                user_id,
+                frame,
+            } => {
+                let mut endpoints = self.endpoints.lock(room);
+                let Some(room_endpoints) = endpoints.get_mut(&**room) else {
+                    return;
+                };
+                let Some(conn) = room_endpoints.get(user_id) else {
+                    return;
+                };
+                let (sent, forget) = self.push_or_cut(conn, frame);
+                if sent {
+                    self.counters.relayed.fetch_add(1, Ordering::Relaxed);
+                }
+                if forget {
+                    room_endpoints.remove(user_id);
+                }
+            }
+            RoomEvent::Broadcast {
+                room,
+                except_user,
+                frame,
+            } => {
+                let mut endpoints = self.endpoints.lock(room);
+                let Some(room_endpoints) = endpoints.get_mut(&**room) else {
+                    return;
+                };
+                let mut forgotten = Vec::new();
+                for (user_id, conn) in room_endpoints.iter() {
+                    if Some(*user_id) == *except_user {
+                        continue;
+                    }
+                    if self.push_or_cut(conn, frame).1 {
+                        forgotten.push(*user_id);
+                    }
+                }
+                for user_id in forgotten {
+                    room_endpoints.remove(&user_id);
+                }
+            }
+            RoomEvent::EndRoom { room, reason } => {
+                let Some(room_endpoints) = self.endpoints.lock(room).remove(&**room) else {
+                    return;
+                };
+                let frame = ServerMessage::CallEnded {
+                    reason: reason.clone(),
+                }
+                .to_frame();
+                for conn in room_endpoints.values() {
+                    conn.finish(frame.clone(), close::NORMAL, close::REASON_CALL_ENDED);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The Broker seam: the hub publishes every room event through it and takes deliveries from it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use telcall_signaling::{
+    Broker, Hub, HubConfig, Outbound, RelayOutcome, RoomEvent, RoomEventSink, SignalingUser, close,
+};
+
+/// A broker that records what the hub publishes, delivers it locally like `LocalBroker`,
+/// and pretends user 99 is connected to room "r" on another instance.
+#[derive(Default)]
+struct RecordingBroker {
+    sink: OnceLock<Weak<dyn RoomEventSink>>,
+    published: Mutex<Vec<RoomEvent>>,
+    opened: Mutex<Vec<String>>,
+    closed: Mutex<Vec<String>>,
+}
+
+impl RecordingBroker {
+    /// What another instance would hand this one.
+    fn deliver_from_remote(&self, event: &RoomEvent) {
+        self.sink
+            .get()
+            .and_then(Weak::upgrade)
+            .unwrap()
+            .deliver(event);
+    }
+}
+
+impl Broker for RecordingBroker {
+    fn attach(&self, sink: Weak<dyn RoomEventSink>) {
+        assert!(self.sink.set(sink).is_ok());
+    }
+
+    fn publish(&self, event: RoomEvent) {
+        self.published.lock().unwrap().push(event.clone());
+        if let Some(sink) = self.sink.get().and_then(Weak::upgrade) {
+            sink.deliver(&event);
+        }
+    }
+
+    fn has_remote_member(&self, room: &str, user_id: i64) -> bool {
+        room == "r" && user_id == 99
+    }
+
+    fn room_opened(&self, room: &str) {
+        self.opened.lock().unwrap().push(room.to_owned());
+    }
+
+    fn room_closed(&self, room: &str) {
+        self.closed.lock().unwrap().push(room.to_owned());
+    }
+}
+
+fn drain_texts(outbox: &mut telcall_signaling::Outbox) -> Vec<String> {
+    std::iter::from_fn(|| outbox.try_recv())
+        .map(|item| match item {
+            Outbound::Text(frame) => frame.to_string(),
+            Outbound::Close { code, .. } => format!("close {code}"),
+        })
+        .collect()
+}
+
+#[test]
+fn every_room_event_goes_through_the_broker() {
+    let broker = Arc::new(RecordingBroker::default());
+    let hub = Hub::with_broker(HubConfig::default(), broker.clone());
+    let mut a = hub.join("r", SignalingUser::with_id(1)).unwrap();
+    let mut b = hub.join("r", SignalingUser::with_id(2)).unwrap();
+    drain_texts(&mut a.outbox);
+    drain_texts(&mut b.outbox);
+
+    hub.handle_text(&a.handle, r#"{"type":"offer","payload":1,"to_user_id":2}"#)
+        .unwrap();
+    // User 99 is elsewhere: the relay is published for the other instance, not refused.
+    assert_eq!(
+        hub.handle_text(&a.handle, r#"{"type":"offer","payload":2,"to_user_id":99}"#),
+        Ok(RelayOutcome::Relayed)
+    );
+    assert!(hub.leave(&b.handle));
+    hub.end_room("r", "ended");
+
+    let published = broker.published.lock().unwrap().clone();
+    let kinds: Vec<String> = published
+        .iter()
+        .map(|e| match e {
+            RoomEvent::ToUser { user_id, .. } => format!("to {user_id}"),
+            RoomEvent::Broadcast { except_user, .. } => format!("broadcast except {except_user:?}"),
+            RoomEvent::EndRoom { reason, .. } => format!("end {reason}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "broadcast except Some(1)",
+            "broadcast except Some(2)",
+            "to 2",
+            "to 99",
+            "broadcast except Some(2)",
+            "end ended"
+        ]
+    );
+    assert!(published.iter().all(|e| e.room() == "r"));
+    assert_eq!(*broker.opened.lock().unwrap(), ["r"]);
+    assert_eq!(*broker.closed.lock().unwrap(), ["r"]);
+
+    // The events are plain data that a networked broker can ship as JSON.
+    for event in &published {
+        let json = serde_json::to_string(event).unwrap();
+        let back: RoomEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(&back, event);
+    }
+}
+
+#[test]
+fn events_from_other_instances_reach_local_connections() {
+    let broker = Arc::new(RecordingBroker::default());
+    let hub = Hub::with_broker(HubConfig::default(), broker.clone());
+    let mut a = hub.join("r", SignalingUser::with_id(1)).unwrap();
+    drain_texts(&mut a.outbox);
+
+    broker.deliver_from_remote(&RoomEvent::ToUser {
+        room: "r".into(),
+        user_id: 1,
+        frame: "{\"x\":1}".into(),
+    });
+    broker.deliver_from_remote(&RoomEvent::ToUser {
+        room: "r".into(),
+        user_id: 5,
+        frame: "{\"x\":2}".into(),
+    });
+    broker.deliver_from_remote(&RoomEvent::ToUser {
+        room: "q".into(),
+        user_id: 1,
+        frame: "{\"x\":3}".into(),
+    });
+    broker.deliver_from_remote(&RoomEvent::Broadcast {
+        room: "r".into(),
+        except_user: None,
+        frame: "{\"x\":4}".into(),
+    });
+    broker.deliver_from_remote(&RoomEvent::Broadcast {
+        room: "r".into(),
+        except_user: Some(1),
+        frame: "{\"x\":5}".into(),
+    });
+    broker.deliver_from_remote(&RoomEvent::EndRoom {
+        room: "r".into(),
+        reason: "expired".into(),
+    });
+    assert_eq!(
+        drain_texts(&mut a.outbox),
+        [
+            "{\"x\":1}",
+            "{\"x\":4}",
+            r#"{"type":"call_ended","reason":"expired"}"#,
+            &format!("close {}", close::NORMAL)
+        ]
+    );
+    // The local roster clears when the transport leaves.
+    assert!(hub.leave(&a.handle));
+    assert_eq!(hub.stats().rooms, 0);
+}
