@@ -276,6 +276,8 @@ pub struct CallStatsInput {
 }
 
 impl CallStatsInput {
+    /// Largest accepted floating-point figure (anything bigger is nonsense, not a measurement).
+    pub const MAX_FIGURE: f64 = 1e12;
     /// Longest accepted `video_resolution`.
     pub const MAX_RESOLUTION_LEN: usize = 32;
 
@@ -290,10 +292,11 @@ impl CallStatsInput {
             ("rtt_ms", self.rtt_ms),
         ];
         for (name, value) in floats {
-            if let Some(v) = value {
-                if !v.is_finite() || v < 0.0 || v > 1e12 {
-                    return Err(format!("{name} must be a finite, non-negative number"));
-                }
+            if value.is_some_and(|v| !(0.0..=Self::MAX_FIGURE).contains(&v)) {
+                return Err(format!(
+                    "{name} must be a finite number between 0 and {}",
+                    Self::MAX_FIGURE
+                ));
             }
         }
         let ints = [

@@ -1,0 +1,126 @@
+//! [`SeaStore`]: the domain repository traits over one SeaORM connection pool.
+//!
+//! Every statement is built with SeaQuery and run through [`run_all`], [`run_one`] or
+//! [`run_exec`], which render it for the connection's backend and, on SQLite, rewrite bound
+//! timestamps into the one stored text format ([`crate::time`]). Writes that need the stored
+//! row back use `RETURNING` (PostgreSQL, and SQLite ≥ 3.35 — the bundled SQLite is newer).
+
+mod calls;
+mod friends;
+mod participants;
+mod stats;
+mod users;
+
+use async_trait::async_trait;
+use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, StatementBuilder};
+use telcall_domain::{HealthCheck, RepoError};
+
+use crate::connect::{self, DbOptions};
+use crate::error::{IntoRepo, PersistenceError};
+use crate::time::normalize_statement;
+
+/// Storage for telcall on SQLite or PostgreSQL; implements every repository trait of
+/// `telcall-domain` (use it as `Arc<dyn Repositories>`). Cloning shares the pool.
+#[derive(Debug, Clone)]
+pub struct SeaStore {
+    db: DatabaseConnection,
+}
+
+impl SeaStore {
+    /// A store over an open pool.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Opens a pool to `url` (see [`connect::connect`]). Does not migrate.
+    pub async fn connect(url: &str, options: &DbOptions) -> Result<Self, PersistenceError> {
+        connect::connect(url, options).await.map(Self::new)
+    }
+
+    /// The underlying pool.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate_up(&self) -> Result<(), PersistenceError> {
+        connect::migrate_up(&self.db).await
+    }
+
+    /// Names of the migrations not yet applied, oldest first.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, PersistenceError> {
+        connect::pending_migrations(&self.db).await
+    }
+
+    /// Closes the pool.
+    pub async fn close(self) -> Result<(), PersistenceError> {
+        connect::close(self.db).await
+    }
+}
+
+impl From<DatabaseConnection> for SeaStore {
+    fn from(db: DatabaseConnection) -> Self {
+        Self::new(db)
+    }
+}
+
+#[async_trait]
+impl HealthCheck for SeaStore {
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn ping(&self) -> Result<(), RepoError> {
+        self.db
+            .ping()
+            .await
+            .map_err(|e| RepoError::Unavailable(e.to_string()))
+    }
+}
+
+/// Renders `stmt` for `conn`'s backend, with SQLite timestamps normalized.
+fn build<C: ConnectionTrait, S: StatementBuilder>(conn: &C, stmt: &S) -> sea_orm::Statement {
+    let mut built = conn.get_database_backend().build(stmt);
+    normalize_statement(&mut built);
+    built
+}
+
+/// Runs a row-returning statement and maps every row.
+async fn run_all<M, C, S>(conn: &C, stmt: &S) -> Result<Vec<M>, RepoError>
+where
+    M: FromQueryResult,
+    C: ConnectionTrait,
+    S: StatementBuilder,
+{
+    M::find_by_statement(build(conn, stmt))
+        .all(conn)
+        .await
+        .repo()
+}
+
+/// Runs a row-returning statement and maps the first row, if any.
+async fn run_one<M, C, S>(conn: &C, stmt: &S) -> Result<Option<M>, RepoError>
+where
+    M: FromQueryResult,
+    C: ConnectionTrait,
+    S: StatementBuilder,
+{
+    M::find_by_statement(build(conn, stmt))
+        .one(conn)
+        .await
+        .repo()
+}
+
+/// Runs a statement that returns no rows; the number of rows it affected.
+async fn run_exec<C, S>(conn: &C, stmt: &S) -> Result<u64, RepoError>
+where
+    C: ConnectionTrait,
+    S: StatementBuilder,
+{
+    conn.execute_raw(build(conn, stmt))
+        .await
+        .map(|r| r.rows_affected())
+        .repo()
+}
+
+/// A write with `RETURNING` gave no row: cannot happen for the statements used here.
+fn no_row(what: &str) -> RepoError {
+    RepoError::Other(format!("{what} returned no row"))
+}

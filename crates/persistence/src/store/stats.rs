@@ -1,0 +1,170 @@
+//! [`CallStatsRepository`] for [`SeaStore`].
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Query};
+use sea_orm::{
+    ColumnTrait, DbErr, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder,
+    QueryResult, QuerySelect, QueryTrait, RelationTrait,
+};
+use telcall_domain::{
+    Call, CallCode, CallId, CallStats, CallStatsInput, CallStatsRepository, CallStatsSummary,
+    RepoError, UserId,
+};
+
+use super::{SeaStore, no_row, run_all, run_one};
+use crate::entity::{call_stats, calls};
+
+fn figures(m: &call_stats::Model) -> CallStatsInput {
+    CallStatsInput {
+        duration_seconds: m.duration_seconds,
+        audio_bitrate_kbps: m.audio_bitrate_kbps,
+        audio_packets_lost: m.audio_packets_lost,
+        audio_packets_sent: m.audio_packets_sent,
+        audio_jitter_ms: m.audio_jitter_ms,
+        video_bitrate_kbps: m.video_bitrate_kbps,
+        video_packets_lost: m.video_packets_lost,
+        video_packets_sent: m.video_packets_sent,
+        video_frame_rate: m.video_frame_rate,
+        video_resolution: m.video_resolution.clone(),
+        rtt_ms: m.rtt_ms,
+    }
+}
+
+fn to_domain(m: call_stats::Model, code: CallCode) -> CallStats {
+    CallStats {
+        id: m.id,
+        call_id: m.call_id,
+        call_code: code,
+        user_id: m.user_id,
+        figures: figures(&m),
+        created_at: m.created_at,
+    }
+}
+
+/// A stats row with its call's public code.
+#[derive(Debug)]
+struct StatsRow {
+    stats: call_stats::Model,
+    call_code: String,
+}
+
+impl FromQueryResult for StatsRow {
+    fn from_query_result(res: &QueryResult, pre: &str) -> Result<Self, DbErr> {
+        Ok(Self {
+            stats: call_stats::Model::from_query_result(res, pre)?,
+            call_code: res.try_get(pre, "call_code")?,
+        })
+    }
+}
+
+/// The aggregate row of [`CallStatsRepository::summarize_stats`].
+#[derive(Debug, FromQueryResult)]
+struct SummaryRow {
+    participant_count: i64,
+    avg_duration_seconds: Option<f64>,
+    avg_audio_bitrate_kbps: Option<f64>,
+    total_audio_packets_lost: i64,
+    avg_audio_jitter_ms: Option<f64>,
+    avg_rtt_ms: Option<f64>,
+}
+
+#[async_trait]
+impl CallStatsRepository for SeaStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(call = call.id, user = user))]
+    async fn insert_stats(
+        &self,
+        call: &Call,
+        user: UserId,
+        figures: &CallStatsInput,
+        at: DateTime<Utc>,
+    ) -> Result<CallStats, RepoError> {
+        let f = figures.clone();
+        let row = call_stats::ActiveModel {
+            id: NotSet,
+            call_id: Set(call.id),
+            user_id: Set(user),
+            duration_seconds: Set(f.duration_seconds),
+            audio_bitrate_kbps: Set(f.audio_bitrate_kbps),
+            audio_packets_lost: Set(f.audio_packets_lost),
+            audio_packets_sent: Set(f.audio_packets_sent),
+            audio_jitter_ms: Set(f.audio_jitter_ms),
+            video_bitrate_kbps: Set(f.video_bitrate_kbps),
+            video_packets_lost: Set(f.video_packets_lost),
+            video_packets_sent: Set(f.video_packets_sent),
+            video_frame_rate: Set(f.video_frame_rate),
+            video_resolution: Set(f.video_resolution),
+            rtt_ms: Set(f.rtt_ms),
+            created_at: Set(at),
+        };
+        let mut stmt = call_stats::Entity::insert(row).into_query();
+        stmt.returning_all();
+        let stored = run_one::<call_stats::Model, _, _>(&self.db, &stmt)
+            .await?
+            .ok_or_else(|| no_row("call stats insert"))?;
+        Ok(to_domain(stored, call.code.clone()))
+    }
+
+    /// `COUNT(*)`, `AVG` over non-null values, `COALESCE(SUM(..), 0)` cast to `BIGINT`
+    /// (PostgreSQL's `SUM(bigint)` is `numeric`). No rows: zero count and sum, no averages.
+    #[tracing::instrument(level = "debug", skip_all, fields(call = call))]
+    async fn summarize_stats(&self, call: CallId) -> Result<CallStatsSummary, RepoError> {
+        use call_stats::Column as C;
+        let avg = |c: C| Func::avg(Expr::col(c));
+        let stmt = Query::select()
+            .expr_as(
+                Expr::col(sea_orm::sea_query::Asterisk).count(),
+                "participant_count",
+            )
+            .expr_as(avg(C::DurationSeconds), "avg_duration_seconds")
+            .expr_as(avg(C::AudioBitrateKbps), "avg_audio_bitrate_kbps")
+            .expr_as(
+                Func::cast_as(
+                    Func::coalesce([
+                        Func::sum(Expr::col(C::AudioPacketsLost)).into(),
+                        Expr::val(0_i64),
+                    ]),
+                    Alias::new("BIGINT"),
+                ),
+                "total_audio_packets_lost",
+            )
+            .expr_as(avg(C::AudioJitterMs), "avg_audio_jitter_ms")
+            .expr_as(avg(C::RttMs), "avg_rtt_ms")
+            .from(call_stats::Entity)
+            .and_where(Expr::col(C::CallId).eq(call))
+            .to_owned();
+        let row = run_one::<SummaryRow, _, _>(&self.db, &stmt)
+            .await?
+            .ok_or_else(|| no_row("stats aggregate"))?;
+        Ok(CallStatsSummary {
+            participant_count: u64::try_from(row.participant_count).unwrap_or_default(),
+            avg_duration_seconds: row.avg_duration_seconds,
+            avg_audio_bitrate_kbps: row.avg_audio_bitrate_kbps,
+            total_audio_packets_lost: row.total_audio_packets_lost,
+            avg_audio_jitter_ms: row.avg_audio_jitter_ms,
+            avg_rtt_ms: row.avg_rtt_ms,
+        })
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user = user))]
+    async fn list_stats_by_user(
+        &self,
+        user: UserId,
+        limit: u64,
+    ) -> Result<Vec<CallStats>, RepoError> {
+        let stmt = call_stats::Entity::find()
+            .column_as(Expr::col((calls::Entity, calls::Column::Code)), "call_code")
+            .join(JoinType::InnerJoin, call_stats::Relation::Call.def())
+            .filter(call_stats::Column::UserId.eq(user))
+            .order_by_desc(call_stats::Column::CreatedAt)
+            .order_by_desc(call_stats::Column::Id)
+            .limit(limit)
+            .into_query();
+        Ok(run_all::<StatsRow, _, _>(&self.db, &stmt)
+            .await?
+            .into_iter()
+            .map(|r| to_domain(r.stats, CallCode::from_raw(r.call_code)))
+            .collect())
+    }
+}
