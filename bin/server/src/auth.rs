@@ -23,10 +23,10 @@ pub fn build_sessions(settings: &Settings) -> anyhow::Result<Sessions> {
 /// The session credential of a request: the `access_token` cookie first, else an
 /// `Authorization: Bearer` header.
 pub fn request_token(req: &HttpRequest) -> Option<String> {
-    if let Some(c) = req.cookie(SESSION_COOKIE) {
-        if !c.value().is_empty() {
-            return Some(c.value().to_owned());
-        }
+    if let Some(c) = req.cookie(SESSION_COOKIE)
+        && !c.value().is_empty()
+    {
+        return Some(c.value().to_owned());
     }
     bearer_token(req)
 }

@@ -127,7 +127,8 @@ pub struct WsSettings {
     pub max_participants_per_call: usize,
     /// Bytes per signaling message.
     pub max_message_size: usize,
-    /// Hard cap on one call session.
+    /// Hard cap on one call session, counted from the room's start
+    /// (`MAX_CALL_DURATION_HOURS`, or `WS_MAX_CALL_DURATION_SECONDS` when set).
     pub max_call_duration: Duration,
     /// Hours in the cap, as said in the `call_ended` reason.
     pub max_call_duration_hours: u32,
@@ -221,9 +222,12 @@ pub struct Settings {
     pub log_format: LogFormat,
 }
 
+/// Looks a variable up by name.
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Where settings come from: environment first, then an optional file's values.
 pub struct Source {
-    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: Lookup,
 }
 
 impl Source {
@@ -539,7 +543,12 @@ impl Settings {
         let ws = WsSettings {
             max_participants_per_call: r.positive("MAX_PARTICIPANTS_PER_CALL", 30)?,
             max_message_size: r.positive("MAX_WEBSOCKET_MESSAGE_SIZE", 65_536)?,
-            max_call_duration: Duration::from_secs(u64::from(max_call_duration_hours) * 3600),
+            // WS_MAX_CALL_DURATION_SECONDS (testing and operations) overrides the length
+            // only; the `call_ended` reason still names MAX_CALL_DURATION_HOURS.
+            max_call_duration: match r.string("WS_MAX_CALL_DURATION_SECONDS") {
+                Some(_) => r.secs("WS_MAX_CALL_DURATION_SECONDS", 1)?,
+                None => Duration::from_secs(u64::from(max_call_duration_hours) * 3600),
+            },
             max_call_duration_hours,
             ping_interval: r.secs("WS_PING_INTERVAL_SECONDS", 20)?,
             idle_timeout: r.secs("WS_IDLE_TIMEOUT_SECONDS", 60)?,

@@ -102,17 +102,20 @@ impl Application {
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let state = build_state(settings.clone(), &store, options.clock.clone())?;
-        let mut tasks = Vec::new();
-        tasks.push(crate::sweeper::spawn(
-            state.calls.clone(),
-            settings.call_sweep_interval,
-            shutdown_rx.clone(),
-        ));
-        tasks.push(crate::turn::spawn_healthcheck(
-            state.turn.clone(),
-            settings.webrtc.turn_healthcheck_interval,
-            shutdown_rx.clone(),
-        ));
+        let mut tasks = vec![
+            crate::sweeper::spawn(
+                state.calls.clone(),
+                settings.call_sweep_interval,
+                shutdown_rx.clone(),
+            ),
+            crate::turn::spawn_healthcheck(
+                state.turn.clone(),
+                settings.webrtc.turn_healthcheck_interval,
+                shutdown_rx.clone(),
+            ),
+        ];
+        // Joins and leaves of WebSocket sessions, written in order off the relay path.
+        tasks.extend(state.presence.spawn_worker(shutdown_rx.clone()));
 
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
@@ -213,6 +216,7 @@ pub fn build_state(
         .with_max_age(settings.init_data_max_age);
     let sessions = crate::auth::build_sessions(&settings)?;
     Ok(AppState {
+        presence: crate::ws::Presence::new(calls.clone(), crate::ws::presence::PRESENCE_QUEUE),
         friends: FriendService::new(repo.clone()),
         stats: StatsService::new(repo.clone(), clock.clone()),
         calls,
@@ -232,11 +236,24 @@ pub fn build_state(
 }
 
 fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> {
+    use crate::middleware::{Limit, RateLimits};
+    use actix_web::middleware::from_fn;
+
     let settings = state.settings.clone();
     let data = web::Data::new(state);
+    // Built once, outside the worker factory: every worker counts in the same buckets.
+    let limits = RateLimits::new(&settings)?;
     let server = actix_web::HttpServer::new(move || {
+        // Layer order: see `crate::middleware` (the last `wrap` is the outermost).
         App::new()
+            .wrap(from_fn(crate::middleware::csrf_guard))
+            .wrap(limits.layer(Limit::DefaultPerMinute))
+            .wrap(limits.layer(Limit::CallsPerHour))
+            .wrap(limits.layer(Limit::CallsPerMinute))
+            .wrap(limits.layer(Limit::SignInPerHour))
+            .wrap(limits.layer(Limit::SignInPerMinute))
             .wrap(crate::middleware::cors(&data.settings))
+            .wrap(from_fn(crate::middleware::json_error_bodies))
             .wrap(crate::middleware::security_headers(&data.settings))
             .wrap(tracing_actix_web::TracingLogger::<
                 crate::middleware::RequestSpans,

@@ -120,7 +120,7 @@ pub async fn telegram_auth(
         .json(TelegramAuthResponse {
             user: UserResponse::from(&user),
             expires_in: issued.expires_in_secs,
-            access_token: in_body.then(|| issued.token),
+            access_token: in_body.then_some(issued.token),
             token_type: in_body.then(|| "bearer".to_owned()),
         }))
 }

@@ -243,3 +243,30 @@ impl TestApp {
 pub fn fixed_time() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap()
 }
+
+/// The `Cookie` header value carrying `token` as the session cookie.
+pub fn session_cookie(token: &str) -> String {
+    format!("access_token={token}")
+}
+
+impl TestApp {
+    /// A client whose connections leave from `local_ip` (any 127.x.y.z reaches the app on
+    /// Linux), for per-IP rate-limit tests.
+    pub fn client_from(&self, local_ip: &str) -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .local_address(local_ip.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap()
+    }
+
+    /// `POST /auth/telegram` with this raw initData, as the Mini App sends it.
+    pub async fn post_init_data(&self, init_data: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/auth/telegram"))
+            .json(&json!({ "initData": init_data }))
+            .send()
+            .await
+            .unwrap()
+    }
+}

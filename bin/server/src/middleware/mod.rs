@@ -1,5 +1,20 @@
-//! Cross-cutting HTTP layers: security headers, CORS, request spans, CSRF origin checks
-//! and per-IP rate limits.
+//! Cross-cutting HTTP layers: security headers, CORS, request spans, JSON error bodies,
+//! CSRF origin checks ([`csrf`]) and per-IP rate limits ([`rate_limit`]).
+//!
+//! The order of the layers (outermost first), as `startup::http_server` wraps them:
+//!
+//! 1. `TracingLogger` ([`RequestSpans`]): one span per request, so every refusal below is
+//!    logged inside it;
+//! 2. [`security_headers`]: on every response, 404s, 403s and 429s included;
+//! 3. [`json_errors::json_error_bodies`]: an error answered without a JSON body (CORS
+//!    preflight refusals, actix's bare 404/405) gets CONTRACT's `{"detail": …}` body;
+//! 4. [`cors`]: answers preflights itself and adds `Access-Control-*` to everything inside,
+//!    so the frontend can read a 429 or a 403;
+//! 5. the rate limits ([`rate_limit::RateLimits::layer`]), sign-in per minute and per hour,
+//!    call creation per minute and per hour, then the default per-minute limit;
+//! 6. [`csrf::csrf_guard`]: refuses a cookie-authenticated write from a foreign origin before
+//!    any handler (or extractor) runs;
+//! 7. the routes.
 
 use actix_cors::Cors;
 use actix_web::body::MessageBody;
@@ -10,6 +25,14 @@ use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
 
 use crate::config::{AllowedOrigins, Settings, TELEGRAM_WEB_ORIGINS};
+
+pub mod csrf;
+pub mod json_errors;
+pub mod rate_limit;
+
+pub use csrf::csrf_guard;
+pub use json_errors::json_error_bodies;
+pub use rate_limit::{Limit, RateLimits};
 
 /// Seconds a browser may cache a CORS preflight answer.
 pub const CORS_MAX_AGE_SECS: usize = 600;
