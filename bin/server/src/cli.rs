@@ -65,7 +65,11 @@ pub async fn migrate(
     tracing::info!(database = %settings.database_url_redacted(), action = ?action, "migrating");
     let db = telcall_persistence::SeaStore::connect(
         settings.database_url.expose_secret(),
-        &telcall_persistence::DbOptions::default(),
+        &telcall_persistence::DbOptions {
+            connect_timeout: settings.db_connect_timeout,
+            acquire_timeout: settings.db_connect_timeout,
+            ..Default::default()
+        },
     )
     .await?;
     let conn = db.connection();

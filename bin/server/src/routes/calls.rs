@@ -20,7 +20,7 @@ pub struct CallResponse {
     /// Whether video is on by default.
     pub is_video_enabled: bool,
     /// `active`, `ended` or `expired`.
-    #[schema(value_type = String, example = "active")]
+    #[schema(value_type = crate::openapi::CallStatusSchema, example = "active")]
     pub status: CallStatus,
     /// Creation time (RFC 3339, UTC).
     pub created_at: DateTime<Utc>,
@@ -115,9 +115,11 @@ pub async fn get_call(
 /// Ends a call; only its organizer may.
 #[utoipa::path(post, path = "/api/calls/{call_id}/end", tag = "calls",
     params(("call_id" = String, Path, description = "Public call id")),
-    responses((status = 200, body = CallResponse), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = CallResponse, description = "The call, now `ended` (or `expired` if it had expired)"),
+              (status = 400, body = ErrorBody, description = "Call is no longer active. Please create a new call."),
+              (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody, description = "Only the organizer can end the call"),
+              (status = 404, body = ErrorBody, description = "Call not found")))]
 #[tracing::instrument(skip_all, fields(user = user.0.id, call = %path.as_str()))]
 pub async fn end_call(
     state: web::Data<AppState>,
@@ -133,7 +135,8 @@ pub async fn end_call(
 #[utoipa::path(post, path = "/api/calls/join_by_code", tag = "calls", request_body = JoinByCodeRequest,
     responses((status = 200, body = CallResponse),
               (status = 400, body = ErrorBody, description = "Call code is required / Call has expired / Call is not available"),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody, description = "Call not found"),
+              (status = 422, body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(user = user.0.id))]
 pub async fn join_by_code(
     state: web::Data<AppState>,
@@ -153,8 +156,10 @@ pub async fn join_by_code(
 /// Calls a friend: creates a call, records both as participants and notifies the friend
 /// through the Telegram bot (a failed notification never fails the call).
 #[utoipa::path(post, path = "/api/calls/friend", tag = "calls", request_body = CallFriendRequest,
-    responses((status = 201, body = CallResponse), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 201, body = CallResponse),
+              (status = 400, body = ErrorBody, description = "You cannot call yourself"),
+              (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "Friend not found"),
               (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(user = user.0.id, friend = body.friend_id))]
 pub async fn call_friend(

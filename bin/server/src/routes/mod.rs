@@ -17,5 +17,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     friends::configure(cfg);
     stats::configure(cfg);
     webrtc::configure(cfg);
+    crate::openapi::configure(cfg);
     crate::ws::configure(cfg);
 }

@@ -144,7 +144,8 @@ pub struct StatsListQuery {
 /// Stores a quality report of the signed-in user for a call.
 #[utoipa::path(post, path = "/api/call-stats/", tag = "call-stats", request_body = CallStatsRequest,
     responses((status = 201, body = CallStatsResponse), (status = 401, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+              (status = 404, body = ErrorBody, description = "Call not found"),
+              (status = 422, body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(user = user.0.id, call = %body.call_id))]
 pub async fn create_stats(
     state: web::Data<AppState>,
@@ -162,7 +163,7 @@ pub async fn create_stats(
 #[utoipa::path(get, path = "/api/call-stats/{call_id}", tag = "call-stats",
     params(("call_id" = String, Path, description = "Public call id")),
     responses((status = 200, body = CallStatsSummaryResponse), (status = 401, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+              (status = 404, body = ErrorBody, description = "Call not found")))]
 #[tracing::instrument(skip_all, fields(user = user.0.id, call = %path.as_str()))]
 pub async fn stats_summary(
     state: web::Data<AppState>,
