@@ -21,6 +21,6 @@ impl HubCallEvents {
 impl CallEvents for HubCallEvents {
     fn call_ended(&self, code: &CallCode, reason: EndReason) {
         tracing::info!(call = %code, reason = %reason.wire_text(), "call ended; closing its room");
-        self.hub.end_room(code.as_str(), &reason.wire_text());
+        self.hub.end_room(code.as_str(), reason.wire_text());
     }
 }

@@ -7,7 +7,11 @@ use telcall_server::{Application, BuildOptions, Settings, telemetry};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let dev = matches!(cli.command, Command::Serve { dev: true, .. });
+    // `migrate` needs only the database settings: the server's secrets may be absent.
+    let dev = matches!(
+        cli.command,
+        Command::Serve { dev: true, .. } | Command::Migrate { .. }
+    );
     let settings = match Settings::load(dev) {
         Ok(s) => s,
         Err(e) => {

@@ -172,9 +172,10 @@ impl Application {
                 .context("server failed")?;
         } else {
             tracing::info!("shutting down: closing WebSocket sessions");
-            state
-                .hub
-                .close_all(SHUTDOWN_CLOSE_CODE, "Server shutting down");
+            state.hub.close_all(
+                SHUTDOWN_CLOSE_CODE,
+                telcall_signaling::close::REASON_SHUTDOWN,
+            );
             handle.stop(true).await;
             let _ = server.await;
         }

@@ -37,4 +37,6 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// STUN/TURN servers with their last reachability.
     pub turn: Arc<TurnDirectory>,
+    /// Background recording of WebSocket joins and leaves (off the relay path).
+    pub presence: crate::ws::Presence,
 }

@@ -35,10 +35,10 @@ pub fn init<W>(format: LogFormat, sink: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_env_filter(filter())
         .with_writer(sink);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -51,7 +51,10 @@ mod tests {
     #[test]
     fn secret_safe_directives_parse() {
         for d in super::SECRET_SAFE_DIRECTIVES {
-            assert!(d.parse::<tracing_subscriber::filter::Directive>().is_ok(), "{d}");
+            assert!(
+                d.parse::<tracing_subscriber::filter::Directive>().is_ok(),
+                "{d}"
+            );
         }
     }
 }

@@ -270,3 +270,5 @@ impl TestApp {
             .unwrap()
     }
 }
+
+pub mod ws;

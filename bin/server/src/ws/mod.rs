@@ -1,0 +1,409 @@
+//! `GET /ws/calls/{call_id}`: the WebSocket bridge between a browser and the signaling hub.
+//!
+//! # Handshake (CONTRACT.md, in this order)
+//!
+//! Every WebSocket upgrade is *accepted*; a refused connection is then closed with a code and
+//! reason the browser can read (the frontend looks for "please create a new call"):
+//!
+//! 1. an `Origin` header, when present, must be allowed ([`AllowedOrigins`], which includes
+//!    the Telegram web origins), else **4403** "Origin not allowed";
+//! 2. the credential is the last value of `Sec-WebSocket-Protocol` (all headers, comma
+//!    separated) with a `token.` or `bearer ` prefix stripped, else `Authorization: Bearer`;
+//!    never the query string. It is a session JWT or a single-use `/auth/ws-token` ticket,
+//!    and its user must exist, else **4401** ("Not authenticated", "Invalid token", "Token
+//!    has expired", "User not found");
+//! 3. the call must exist and be active and unexpired, else **4404** "Call not found. /
+//!    Call has expired. / Call has ended. Please create a new call.";
+//! 4. a full room → **4429** "Call is full";
+//! 5. the same user again replaces the older connection, which the hub closes with **4409**.
+//!
+//! When the client offered subprotocols, the response selects the first one offered
+//! (browsers drop a connection whose offered protocol is not echoed).
+//! A server-side failure during the handshake (database, ticket store) closes with 1011.
+//!
+//! # Session
+//!
+//! See [`session`]: one task per connection, one tracing span (call, user, connection id),
+//! no database access on the relay path ([`presence`] records joins and leaves in the
+//! background). Client frames are read by [`frames::FrameReader`], which never buffers more
+//! than `MAX_WEBSOCKET_MESSAGE_SIZE` of one message whatever the client announces: a larger
+//! message is discarded as it arrives and answered with
+//! `Message too large: <n> bytes (max <limit> bytes)`, and the connection stays open.
+
+pub mod frames;
+pub mod presence;
+pub mod session;
+
+use actix_web::dev::Payload;
+use actix_web::http::{StatusCode, header};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use actix_ws::{CloseCode, CloseReason};
+use telcall_auth::CredentialKind;
+use telcall_domain::{Call, DomainError, User};
+use telcall_signaling::{JoinError, SignalingUser, close};
+use tracing::Instrument as _;
+
+pub use presence::Presence;
+
+use crate::config::AllowedOrigins;
+use crate::error::detail_response;
+use crate::state::AppState;
+
+/// Reason sent with [`close::ORIGIN_NOT_ALLOWED`].
+pub const REASON_ORIGIN_NOT_ALLOWED: &str = "Origin not allowed";
+/// Reason sent with [`close::UNAUTHORIZED`] when no credential was presented.
+pub const REASON_NOT_AUTHENTICATED: &str = "Not authenticated";
+/// Reason sent with [`close::UNAUTHORIZED`] when the credential's user no longer exists.
+pub const REASON_USER_NOT_FOUND: &str = "User not found";
+/// Reason sent with [`close::CALL_NOT_AVAILABLE`] for an unknown call.
+pub const REASON_CALL_NOT_FOUND: &str = "Call not found. Please create a new call.";
+/// Reason sent with [`close::CALL_NOT_AVAILABLE`] for an expired call.
+pub const REASON_CALL_EXPIRED: &str = "Call has expired. Please create a new call.";
+/// Reason sent with [`close::CALL_NOT_AVAILABLE`] for an ended call.
+pub const REASON_CALL_ENDED: &str = close::REASON_CALL_ENDED;
+/// Close code for a server-side failure during the handshake.
+pub const INTERNAL_ERROR: u16 = 1011;
+/// Reason sent with [`INTERNAL_ERROR`].
+pub const REASON_INTERNAL_ERROR: &str = "Internal server error";
+/// Longest call code looked up (longer ones cannot exist).
+const MAX_CODE_CHARS: usize = telcall_domain::services::MAX_CODE_CHARS;
+
+/// Registers the WebSocket route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ws/calls/{call_id}", web::get().to(connect));
+}
+
+/// Why a handshake was refused: the close code and reason the client gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// WebSocket close code.
+    pub code: u16,
+    /// Close reason.
+    pub reason: String,
+}
+
+impl Refusal {
+    fn new(code: u16, reason: &str) -> Self {
+        Self {
+            code,
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// The subprotocols the client offered, in order, over every `Sec-WebSocket-Protocol` header.
+pub fn offered_protocols(req: &HttpRequest) -> Vec<String> {
+    req.headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The handshake credential: the last offered subprotocol without its `token.` / `bearer `
+/// prefix, else the `Authorization: Bearer` token. Never the query string or a cookie.
+pub fn credential(req: &HttpRequest, offered: &[String]) -> Option<String> {
+    let from_protocol = offered.last().map(|last| {
+        let lower = last.to_ascii_lowercase();
+        let stripped = ["token.", "bearer "]
+            .iter()
+            .find(|prefix| lower.starts_with(*prefix))
+            .map_or(last.as_str(), |prefix| &last[prefix.len()..]);
+        stripped.trim().to_owned()
+    });
+    from_protocol
+        .filter(|t| !t.is_empty())
+        .or_else(|| crate::auth::bearer_token(req))
+}
+
+/// Step 1: the `Origin` header, when present, must be allowed.
+pub fn check_origin(req: &HttpRequest, allowed: &AllowedOrigins) -> Result<(), Refusal> {
+    let mut origins = req.headers().get_all(header::ORIGIN);
+    let Some(origin) = origins.next() else {
+        return Ok(());
+    };
+    let ok = origins.next().is_none()
+        && origin
+            .to_str()
+            .map(|o| allowed.allows(o.trim()))
+            .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            close::ORIGIN_NOT_ALLOWED,
+            REASON_ORIGIN_NOT_ALLOWED,
+        ))
+    }
+}
+
+/// The close reason for a call that cannot be joined.
+pub fn call_refusal(error: &DomainError) -> Refusal {
+    match error {
+        DomainError::CallExpired => Refusal::new(close::CALL_NOT_AVAILABLE, REASON_CALL_EXPIRED),
+        DomainError::CallNotAvailable | DomainError::CallNoLongerActive => {
+            Refusal::new(close::CALL_NOT_AVAILABLE, REASON_CALL_ENDED)
+        }
+        DomainError::Storage(_) => Refusal::new(INTERNAL_ERROR, REASON_INTERNAL_ERROR),
+        _ => Refusal::new(close::CALL_NOT_AVAILABLE, REASON_CALL_NOT_FOUND),
+    }
+}
+
+/// A handshake that passed steps 1–3.
+struct Admitted {
+    user: User,
+    call: Call,
+    kind: CredentialKind,
+}
+
+/// Steps 1–3 of the handshake.
+async fn admit(
+    req: &HttpRequest,
+    state: &AppState,
+    code: &str,
+    offered: &[String],
+) -> Result<Admitted, Refusal> {
+    check_origin(req, &state.settings.cors_allow_origins)?;
+
+    let token = credential(req, offered)
+        .ok_or_else(|| Refusal::new(close::UNAUTHORIZED, REASON_NOT_AUTHENTICATED))?;
+    let identity = state
+        .sessions
+        .verify_ws_credential(&token, state.tickets.as_ref())
+        .await
+        .map_err(|e| {
+            if e.is_server_error() {
+                tracing::error!(error = %e, "WebSocket credential check failed");
+                Refusal::new(INTERNAL_ERROR, REASON_INTERNAL_ERROR)
+            } else {
+                tracing::debug!(error = %e, "WebSocket credential refused");
+                Refusal::new(close::UNAUTHORIZED, e.detail())
+            }
+        })?;
+    let user = match state.repo.find_user(identity.user_id).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return Err(Refusal::new(close::UNAUTHORIZED, REASON_USER_NOT_FOUND)),
+        Err(e) => {
+            tracing::error!(error = %e, "WebSocket user lookup failed");
+            return Err(Refusal::new(INTERNAL_ERROR, REASON_INTERNAL_ERROR));
+        }
+    };
+
+    if code.is_empty() || code.chars().count() > MAX_CODE_CHARS {
+        return Err(Refusal::new(
+            close::CALL_NOT_AVAILABLE,
+            REASON_CALL_NOT_FOUND,
+        ));
+    }
+    let call = state.calls.joinable_call(code).await.map_err(|e| {
+        if matches!(e, DomainError::Storage(_)) {
+            tracing::error!(error = %e, "WebSocket call lookup failed");
+        }
+        call_refusal(&e)
+    })?;
+    Ok(Admitted {
+        user,
+        call,
+        kind: identity.kind,
+    })
+}
+
+fn signaling_user(user: &User) -> SignalingUser {
+    SignalingUser {
+        id: user.id,
+        username: user.username.clone(),
+        first_name: user.first_name.clone(),
+        last_name: user.last_name.clone(),
+        photo_url: user.photo_url.clone(),
+    }
+}
+
+/// Accepts the upgrade, runs the handshake checks and starts the session (or closes the
+/// socket with the refusal's code and reason).
+async fn connect(
+    req: HttpRequest,
+    body: web::Payload,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let code = path.into_inner();
+    let offered = offered_protocols(&req);
+    let select: Vec<&str> = offered.first().map(String::as_str).into_iter().collect();
+
+    // actix-ws writes the frames; the read half is ours (bounded, see `frames`), so actix-ws
+    // gets an empty payload and its own reader is never used.
+    let raw = body.into_inner();
+    let unused = web::Payload::from_request(&req, &mut Payload::None).await?;
+    let (response, socket, _unused_reader) =
+        match actix_ws::handle_with_protocols(&req, unused, &select) {
+            Ok(parts) => parts,
+            Err(e) => {
+                let status = e.as_response_error().status_code();
+                let status = if status.is_client_error() {
+                    status
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                return Ok(detail_response(status, e.to_string()));
+            }
+        };
+
+    match admit(&req, &state, &code, &offered).await {
+        Ok(admitted) => start(&state, admitted, socket, raw),
+        Err(refusal) => {
+            tracing::info!(
+                call = %code,
+                close_code = refusal.code,
+                close_reason = %refusal.reason,
+                "WebSocket refused"
+            );
+            refuse(socket, refusal);
+        }
+    }
+    Ok(response)
+}
+
+/// Closes an accepted socket with the refusal's code and reason.
+fn refuse(socket: actix_ws::Session, refusal: Refusal) {
+    actix_web::rt::spawn(async move {
+        let reason = CloseReason {
+            code: CloseCode::from(refusal.code),
+            description: Some(refusal.reason),
+        };
+        let _ = socket.close(Some(reason)).await;
+    });
+}
+
+/// Step 4 and 5 (the hub) and the session.
+fn start(state: &AppState, admitted: Admitted, socket: actix_ws::Session, raw: Payload) {
+    let Admitted { user, call, kind } = admitted;
+    let joined = match state.hub.join(call.code.as_str(), signaling_user(&user)) {
+        Ok(joined) => joined,
+        Err(e) => {
+            let refusal = match e {
+                JoinError::RoomFull => Refusal::new(close::ROOM_FULL, close::REASON_ROOM_FULL),
+                JoinError::ShuttingDown => Refusal::new(close::GOING_AWAY, close::REASON_SHUTDOWN),
+            };
+            tracing::info!(
+                call = %call.code,
+                user = user.id,
+                close_code = refusal.code,
+                close_reason = %refusal.reason,
+                "WebSocket refused"
+            );
+            refuse(socket, refusal);
+            return;
+        }
+    };
+    let span = tracing::info_span!(
+        parent: None,
+        "ws",
+        call = %call.code,
+        user = user.id,
+        conn = %joined.handle.id()
+    );
+    span.in_scope(|| {
+        tracing::info!(
+            credential = ?kind,
+            replaced = joined.replaced,
+            "WebSocket connected"
+        );
+    });
+    let ws = state.settings.ws.clone();
+    let session = session::Session {
+        hub: state.hub.clone(),
+        presence: state.presence.clone(),
+        reader: frames::FrameReader::new(raw, ws.max_message_size),
+        settings: ws,
+        call,
+        joined,
+        socket,
+    };
+    actix_web::rt::spawn(session.run().instrument(span));
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    fn offered(req: &HttpRequest) -> (Vec<String>, Option<String>) {
+        let offered = offered_protocols(req);
+        let cred = credential(req, &offered);
+        (offered, cred)
+    }
+
+    #[test]
+    fn credential_is_the_last_protocol_without_prefix() {
+        let req = TestRequest::default()
+            .append_header((header::SEC_WEBSOCKET_PROTOCOL, "json, token.abc.def"))
+            .to_http_request();
+        let (list, cred) = offered(&req);
+        assert_eq!(list, ["json", "token.abc.def"]);
+        assert_eq!(cred.as_deref(), Some("abc.def"));
+
+        let req = TestRequest::default()
+            .append_header((header::SEC_WEBSOCKET_PROTOCOL, "token.first"))
+            .append_header((header::SEC_WEBSOCKET_PROTOCOL, "bearer second"))
+            .append_header((header::AUTHORIZATION, "Bearer header"))
+            .to_http_request();
+        assert_eq!(offered(&req).1.as_deref(), Some("second"));
+
+        let req = TestRequest::default()
+            .append_header((header::SEC_WEBSOCKET_PROTOCOL, "rawjwt"))
+            .to_http_request();
+        assert_eq!(offered(&req).1.as_deref(), Some("rawjwt"));
+    }
+
+    #[test]
+    fn falls_back_to_bearer_never_the_query() {
+        let req = TestRequest::with_uri("/ws/calls/x?token=abc")
+            .append_header((header::AUTHORIZATION, "Bearer from-header"))
+            .to_http_request();
+        assert_eq!(offered(&req).1.as_deref(), Some("from-header"));
+        let req = TestRequest::with_uri("/ws/calls/x?token=abc&access_token=abc").to_http_request();
+        assert_eq!(offered(&req).1, None);
+        let req = TestRequest::default()
+            .append_header((header::SEC_WEBSOCKET_PROTOCOL, "token."))
+            .append_header((header::AUTHORIZATION, "Bearer fallback"))
+            .to_http_request();
+        assert_eq!(offered(&req).1.as_deref(), Some("fallback"));
+    }
+
+    #[test]
+    fn origin_rules() {
+        let allowed = AllowedOrigins::List(vec!["https://app.example.com".into()]);
+        let with = |o: &str| {
+            TestRequest::default()
+                .insert_header((header::ORIGIN, o))
+                .to_http_request()
+        };
+        assert!(check_origin(&TestRequest::default().to_http_request(), &allowed).is_ok());
+        assert!(check_origin(&with("https://app.example.com"), &allowed).is_ok());
+        assert!(check_origin(&with("https://web.telegram.org"), &allowed).is_ok());
+        let refused = check_origin(&with("https://evil.example.com"), &allowed).unwrap_err();
+        assert_eq!(refused.code, 4403);
+        assert_eq!(refused.reason, "Origin not allowed");
+        assert!(check_origin(&with("null"), &allowed).is_err());
+    }
+
+    #[test]
+    fn call_refusal_reasons() {
+        assert_eq!(
+            call_refusal(&DomainError::CallNotFound),
+            Refusal::new(4404, "Call not found. Please create a new call.")
+        );
+        assert_eq!(
+            call_refusal(&DomainError::CallExpired),
+            Refusal::new(4404, "Call has expired. Please create a new call.")
+        );
+        assert_eq!(
+            call_refusal(&DomainError::CallNotAvailable),
+            Refusal::new(4404, "Call has ended. Please create a new call.")
+        );
+    }
+}

@@ -1,0 +1,540 @@
+//! One joined WebSocket connection: the loop between the socket and the signaling hub.
+//!
+//! A single task per connection `select!`s over
+//! - the hub's [`Outbox`] (frames for this client; a close the hub decided: 1000 after
+//!   `call_ended`, 1013 too slow, 4409 replaced, 1001 shutdown),
+//! - the client's frames ([`FrameReader`], bounded whatever the client announces),
+//! - the keepalive ping interval, the idle deadline and the maximum call duration.
+//!
+//! It is the socket's only writer. A write that cannot be handed to the connection within
+//! the idle timeout (the client stopped reading and every buffer is full) ends the session:
+//! by then the hub has usually cut the connection off (1013) because its queue filled.
+
+use std::time::Duration;
+
+use actix_ws::{CloseCode, CloseReason};
+use telcall_domain::Call;
+use telcall_signaling::{
+    ConnectionHandle, Hub, Joined, Outbound, Outbox, ProtocolError, ServerMessage, close,
+};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::frames::{FrameReader, Incoming, ReadError};
+use super::presence::Presence;
+use crate::config::WsSettings;
+
+/// Close code sent to a client that kept flooding after [`RATE_LIMIT_WARNINGS`] warnings.
+pub const POLICY_VIOLATION: u16 = 1008;
+/// Close code sent when the client broke the WebSocket framing rules.
+pub const PROTOCOL_ERROR: u16 = 1002;
+/// Close code sent to a connection silent for `WS_IDLE_TIMEOUT_SECONDS` ("going away": a
+/// client that is still alive reconnects).
+pub const IDLE_CLOSE_CODE: u16 = close::GOING_AWAY;
+/// Reason sent with [`IDLE_CLOSE_CODE`].
+pub const REASON_IDLE: &str = "Idle timeout";
+/// Reason sent with [`POLICY_VIOLATION`].
+pub const REASON_RATE_LIMITED: &str = "Rate limit exceeded";
+/// Reason sent with [`PROTOCOL_ERROR`].
+pub const REASON_PROTOCOL_ERROR: &str = "Protocol error";
+/// Over-rate messages answered with an `error` frame before the connection is closed with
+/// [`POLICY_VIOLATION`]. The count restarts once the client has been quiet long enough for
+/// its bucket to refill completely.
+pub const RATE_LIMIT_WARNINGS: u32 = 3;
+/// Longest a maximum-duration timer is armed for (keeps `Instant` arithmetic in range).
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Everything a session needs, handed over by the handshake.
+pub struct Session {
+    /// The room hub.
+    pub hub: std::sync::Arc<Hub>,
+    /// Where joins and leaves are recorded.
+    pub presence: Presence,
+    /// Limits and timings.
+    pub settings: WsSettings,
+    /// The call being joined.
+    pub call: Call,
+    /// The hub's side of the connection.
+    pub joined: Joined,
+    /// The socket's write half.
+    pub socket: actix_ws::Session,
+    /// The socket's read half.
+    pub reader: FrameReader,
+}
+
+/// How a session ended.
+#[derive(Debug)]
+enum End {
+    /// The server closes with this code and reason.
+    Close {
+        code: u16,
+        reason: String,
+        /// Decided by the hub (from the outbox) rather than by this loop.
+        by_hub: bool,
+    },
+    /// The client sent a close frame (answered with a close frame).
+    ClientClose(Option<(u16, String)>),
+    /// The connection is gone or stuck: nothing more can be sent.
+    Lost(&'static str),
+}
+
+impl End {
+    fn server(code: u16, reason: &str) -> Self {
+        Self::Close {
+            code,
+            reason: reason.to_owned(),
+            by_hub: false,
+        }
+    }
+}
+
+/// Why a write failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteError {
+    /// The connection is closed.
+    Closed,
+    /// Nothing could be written for the stall timeout: the client does not read.
+    Stalled,
+}
+
+impl WriteError {
+    fn end(self) -> End {
+        match self {
+            Self::Closed => End::Lost("connection closed"),
+            Self::Stalled => End::Lost("client stopped reading"),
+        }
+    }
+}
+
+/// The socket's write half with a bound on how long one write may wait.
+struct Writer {
+    socket: actix_ws::Session,
+    stall: Duration,
+}
+
+impl Writer {
+    async fn bounded(
+        stall: Duration,
+        write: impl Future<Output = Result<(), actix_ws::Closed>>,
+    ) -> Result<(), WriteError> {
+        match tokio::time::timeout(stall, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(actix_ws::Closed)) => Err(WriteError::Closed),
+            Err(_) => Err(WriteError::Stalled),
+        }
+    }
+
+    async fn text(&mut self, text: &str) -> Result<(), WriteError> {
+        Self::bounded(self.stall, self.socket.text(text)).await
+    }
+
+    async fn ping(&mut self) -> Result<(), WriteError> {
+        Self::bounded(self.stall, self.socket.ping(b"")).await
+    }
+
+    async fn pong(&mut self, payload: &[u8]) -> Result<(), WriteError> {
+        Self::bounded(self.stall, self.socket.pong(payload)).await
+    }
+
+    async fn close(self, code: u16, reason: &str) -> Result<(), WriteError> {
+        let reason = CloseReason {
+            code: CloseCode::from(code),
+            description: (!reason.is_empty()).then(|| reason.to_owned()),
+        };
+        Self::bounded(self.stall, self.socket.close(Some(reason))).await
+    }
+}
+
+/// A token bucket: `rate` messages per second on average, bursts of `capacity`.
+#[derive(Debug)]
+struct RateLimiter {
+    tokens: f64,
+    capacity: f64,
+    rate: f64,
+    last: Instant,
+    strikes: u32,
+}
+
+/// What to do with one client message.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Accept,
+    /// Drop it and answer with an `error` frame.
+    Warn,
+    /// Drop it and close the connection (1008).
+    Close,
+}
+
+impl RateLimiter {
+    fn new(rate: u32, capacity: u32, now: Instant) -> Self {
+        let capacity = f64::from(capacity.max(1));
+        Self {
+            tokens: capacity,
+            capacity,
+            rate: f64::from(rate.max(1)),
+            last: now,
+            strikes: 0,
+        }
+    }
+
+    fn check(&mut self, now: Instant) -> Verdict {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
+        if self.tokens >= self.capacity {
+            self.strikes = 0;
+        }
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Verdict::Accept;
+        }
+        self.strikes += 1;
+        if self.strikes > RATE_LIMIT_WARNINGS {
+            Verdict::Close
+        } else {
+            Verdict::Warn
+        }
+    }
+}
+
+/// The `error` frame sent for a message dropped by the rate limit.
+fn rate_limit_frame(settings: &WsSettings) -> String {
+    ServerMessage::Error {
+        detail: format!(
+            "Rate limit exceeded: at most {} messages per second (bursts of {})",
+            settings.messages_per_second, settings.message_burst
+        ),
+    }
+    .to_frame()
+    .to_string()
+}
+
+/// The close code to answer a client's close frame with: its own, when it may be sent.
+fn echo_code(received: Option<u16>) -> u16 {
+    match received {
+        Some(code @ (1000..=1003 | 1007..=1014 | 3000..=4999)) => code,
+        _ => close::NORMAL,
+    }
+}
+
+impl Session {
+    /// Drives the connection until it closes, then leaves the room and records the leave.
+    pub async fn run(self) {
+        let Self {
+            hub,
+            presence,
+            settings,
+            call,
+            joined,
+            socket,
+            reader,
+        } = self;
+        let Joined {
+            handle,
+            outbox,
+            replaced,
+            room_start_time,
+        } = joined;
+        let user_id = handle.user().id;
+        let code = call.code.as_str();
+
+        // A replacing connection is the same stay in the call: nothing new to record.
+        if !replaced {
+            let others = hub
+                .room_participants(code)
+                .into_iter()
+                .map(|u| u.id)
+                .filter(|id| *id != user_id)
+                .collect();
+            presence.joined(&call, user_id, others);
+        }
+
+        let started = Instant::now();
+        let elapsed = chrono::Utc::now()
+            .signed_duration_since(room_start_time)
+            .to_std()
+            .unwrap_or_default();
+        let max_duration_at = started
+            + settings
+                .max_call_duration
+                .saturating_sub(elapsed)
+                .min(FAR_FUTURE);
+
+        let mut writer = Writer {
+            socket,
+            stall: settings.idle_timeout,
+        };
+        let mut driver = Driver {
+            hub: &hub,
+            settings: &settings,
+            handle: &handle,
+            outbox,
+            reader,
+            limiter: RateLimiter::new(
+                settings.messages_per_second,
+                settings.message_burst,
+                started,
+            ),
+            received: 0,
+        };
+        let end = driver
+            .drive(&mut writer, max_duration_at, room_start_time)
+            .await;
+        if matches!(end, End::Close { by_hub: false, .. }) {
+            // This loop decided to close (rate limit, idle, protocol error): what the hub had
+            // already queued (answers to earlier messages) goes out first.
+            driver.flush(&mut writer).await;
+        }
+        let received = driver.received;
+
+        let (code_sent, reason_sent, by_hub) = match &end {
+            End::Close {
+                code,
+                reason,
+                by_hub,
+            } => (Some(*code), reason.clone(), *by_hub),
+            End::ClientClose(c) => (
+                Some(echo_code(c.as_ref().map(|(code, _)| *code))),
+                String::new(),
+                false,
+            ),
+            End::Lost(_) => (None, String::new(), false),
+        };
+        // Leave first: once the client sees the close, the room no longer counts it.
+        let left = hub.leave(&handle);
+        let delivered = match code_sent {
+            Some(c) => writer.close(c, &reason_sent).await.is_ok(),
+            None => false,
+        };
+
+        // Removed by the hub (call ended, shutdown) without being replaced: their later
+        // `leave` is stale, so the stay is closed here.
+        let removed = by_hub && code_sent != Some(close::REPLACED);
+        if left || removed {
+            presence.left(&call, user_id);
+        }
+
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match &end {
+            End::Close { code, reason, .. } => tracing::info!(
+                close_code = code,
+                close_reason = %reason,
+                by_hub,
+                delivered,
+                duration_ms,
+                received,
+                "WebSocket disconnected"
+            ),
+            End::ClientClose(c) => tracing::info!(
+                close_code = c.as_ref().map(|(code, _)| *code),
+                close_reason = c.as_ref().map(|(_, r)| r.as_str()).unwrap_or(""),
+                by_client = true,
+                duration_ms,
+                received,
+                "WebSocket disconnected"
+            ),
+            End::Lost(why) => tracing::info!(
+                close_code = 1006,
+                close_reason = *why,
+                duration_ms,
+                received,
+                "WebSocket disconnected"
+            ),
+        }
+    }
+}
+
+/// The loop's state.
+struct Driver<'a> {
+    hub: &'a Hub,
+    settings: &'a WsSettings,
+    handle: &'a ConnectionHandle,
+    outbox: Outbox,
+    reader: FrameReader,
+    limiter: RateLimiter,
+    /// Client data messages received.
+    received: u64,
+}
+
+impl Driver<'_> {
+    async fn drive(
+        &mut self,
+        writer: &mut Writer,
+        max_duration_at: Instant,
+        room_start_time: chrono::DateTime<chrono::Utc>,
+    ) -> End {
+        let ws = self.settings;
+        let mut ping =
+            tokio::time::interval_at(Instant::now() + ws.ping_interval, ws.ping_interval);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let idle = tokio::time::sleep(ws.idle_timeout);
+        tokio::pin!(idle);
+        let max_duration = tokio::time::sleep_until(max_duration_at);
+        tokio::pin!(max_duration);
+        let mut duration_reached = false;
+
+        loop {
+            tokio::select! {
+                item = self.outbox.recv() => match item {
+                    Some(Outbound::Text(frame)) => {
+                        if let Err(e) = writer.text(&frame).await {
+                            return e.end();
+                        }
+                    }
+                    Some(Outbound::Close { code, reason }) => {
+                        return End::Close { code, reason, by_hub: true };
+                    }
+                    None => {
+                        return End::Close { code: close::NORMAL, reason: String::new(), by_hub: true };
+                    }
+                },
+                incoming = self.reader.next() => {
+                    idle.as_mut().reset(Instant::now() + ws.idle_timeout);
+                    match incoming {
+                        Some(Ok(message)) => {
+                            if let Some(end) = self.incoming(message, writer).await {
+                                return end;
+                            }
+                        }
+                        Some(Err(ReadError::Frame(error))) => {
+                            tracing::debug!(%error, "client broke the framing rules");
+                            return End::server(PROTOCOL_ERROR, REASON_PROTOCOL_ERROR);
+                        }
+                        Some(Err(ReadError::Io(error))) => {
+                            tracing::debug!(%error, "read failed");
+                            return End::Lost("read failed");
+                        }
+                        None => return End::Lost("client disconnected without a close frame"),
+                    }
+                },
+                _ = ping.tick() => {
+                    if let Err(e) = writer.ping().await {
+                        return e.end();
+                    }
+                },
+                () = &mut idle => return End::server(IDLE_CLOSE_CODE, REASON_IDLE),
+                () = &mut max_duration, if !duration_reached => {
+                    duration_reached = true;
+                    let room = self.handle.room();
+                    // Only the room this connection joined: a later room of the same call
+                    // has its own start time.
+                    if self.hub.room_start_time(room) == Some(room_start_time) {
+                        let reason = telcall_signaling::EndReason::MaxDuration {
+                            hours: ws.max_call_duration_hours,
+                        };
+                        tracing::info!(%reason, "maximum call duration reached; ending the room");
+                        self.hub.end_room(room, reason);
+                    }
+                    // call_ended and the close now come through the outbox.
+                },
+            }
+        }
+    }
+
+    /// Writes the frames already queued for this client, stopping at the first failure.
+    async fn flush(&mut self, writer: &mut Writer) {
+        while let Some(Outbound::Text(frame)) = self.outbox.try_recv() {
+            if writer.text(&frame).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Handles one client message; `Some` ends the session.
+    async fn incoming(&mut self, message: Incoming, writer: &mut Writer) -> Option<End> {
+        let error = match message {
+            Incoming::Ping(payload) => {
+                return writer.pong(&payload).await.err().map(WriteError::end);
+            }
+            Incoming::Pong => return None,
+            Incoming::Close(received) => return Some(End::ClientClose(received)),
+            Incoming::Text(_)
+            | Incoming::InvalidUtf8
+            | Incoming::Binary { .. }
+            | Incoming::TooLarge { .. } => {
+                self.received += 1;
+                match self.limiter.check(Instant::now()) {
+                    Verdict::Accept => {}
+                    Verdict::Warn => {
+                        let frame = rate_limit_frame(self.settings);
+                        return writer.text(&frame).await.err().map(WriteError::end);
+                    }
+                    Verdict::Close => {
+                        tracing::info!("client kept flooding after rate-limit warnings");
+                        return Some(End::server(POLICY_VIOLATION, REASON_RATE_LIMITED));
+                    }
+                }
+                match message {
+                    Incoming::Text(text) => {
+                        if let Err(error) = self.hub.handle_text(self.handle, &text) {
+                            tracing::debug!(%error, "client message refused");
+                        }
+                        return None;
+                    }
+                    Incoming::TooLarge { size } => ProtocolError::TooLarge {
+                        size,
+                        limit: self.settings.max_message_size,
+                    },
+                    _ => ProtocolError::InvalidJson,
+                }
+            }
+        };
+        tracing::debug!(%error, "client message refused");
+        self.hub.send_error(self.handle, &error);
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_a_burst_then_the_rate_then_closes_a_flood() {
+        let t0 = Instant::now();
+        let mut bucket = RateLimiter::new(10, 3, t0);
+        for _ in 0..3 {
+            assert_eq!(bucket.check(t0), Verdict::Accept);
+        }
+        for _ in 0..RATE_LIMIT_WARNINGS {
+            assert_eq!(bucket.check(t0), Verdict::Warn);
+        }
+        assert_eq!(bucket.check(t0), Verdict::Close);
+
+        // 100 ms later one token has come back.
+        let mut bucket = RateLimiter::new(10, 3, t0);
+        for _ in 0..3 {
+            bucket.check(t0);
+        }
+        assert_eq!(bucket.check(t0), Verdict::Warn);
+        let later = t0 + Duration::from_millis(100);
+        assert_eq!(bucket.check(later), Verdict::Accept);
+        assert_eq!(bucket.check(later), Verdict::Warn);
+        // A full refill forgives the earlier strikes.
+        let much_later = later + Duration::from_secs(1);
+        assert_eq!(bucket.check(much_later), Verdict::Accept);
+        assert_eq!(bucket.strikes, 0);
+    }
+
+    #[test]
+    fn close_codes_echoed_only_when_sendable() {
+        assert_eq!(echo_code(Some(1000)), 1000);
+        assert_eq!(echo_code(Some(4001)), 4001);
+        assert_eq!(echo_code(Some(1005)), 1000);
+        assert_eq!(echo_code(Some(1006)), 1000);
+        assert_eq!(echo_code(None), 1000);
+    }
+
+    #[test]
+    fn rate_limit_detail_names_the_limits() {
+        let settings = crate::config::Settings::from_source(
+            &crate::config::Source::from_map(std::collections::HashMap::new()),
+            true,
+        )
+        .unwrap()
+        .ws;
+        assert_eq!(
+            rate_limit_frame(&settings),
+            r#"{"type":"error","detail":"Rate limit exceeded: at most 50 messages per second (bursts of 200)"}"#
+        );
+    }
+}
