@@ -104,6 +104,16 @@ async fn nothing_secret_is_logged_at_any_level() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    // A forged X-Forwarded-For from an untrusted peer and a query string carrying a
+    // secret-looking value: neither is written to the request span.
+    let resp = client
+        .get(app.url(&format!("/api/calls/{code}?token=query-string-secret")))
+        .bearer_auth(&jwt)
+        .header("x-forwarded-for", "203.0.113.66")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
 
     // A WebSocket ticket, then misuse of it (refused as a session).
     let resp = client
@@ -162,6 +172,18 @@ async fn nothing_secret_is_logged_at_any_level() {
     // The capture works: requests and the sign-in were logged.
     assert!(text.contains("/auth/telegram"), "no request spans captured");
     assert!(text.contains("signed in"), "no sign-in event captured");
+    assert!(
+        text.contains("http.client_ip=127.0.0.1"),
+        "client ip not logged"
+    );
+    assert!(
+        !text.contains("203.0.113.66"),
+        "a forged X-Forwarded-For was logged"
+    );
+    assert!(
+        !text.contains("query-string-secret"),
+        "a query string was logged"
+    );
 
     let signature = |token: &str| token.rsplit('.').next().unwrap().to_owned();
     let init_hash = hash_of(&init_data);

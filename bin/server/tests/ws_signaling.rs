@@ -406,6 +406,31 @@ async fn the_maximum_call_duration_ends_the_session() {
         rows.len() == 2 && rows.iter().all(|r| r.left_at.is_some())
     })
     .await;
+    // The call itself is over: nobody can start a fresh room on it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stored = app
+            .state
+            .repo
+            .find_call_by_code(&call)
+            .await
+            .unwrap()
+            .unwrap();
+        if stored.status == telcall_domain::CallStatus::Ended {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "call still {:?}",
+            stored.status
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let ada = app.sign_in(2299, "Late").await;
+    let mut late = app.ws(&call).token(&ada.token).connect().await;
+    let (code, reason) = late.expect_close().await;
+    assert_eq!(code, 4404);
+    assert_eq!(reason, "Call has ended. Please create a new call.");
 }
 
 #[tokio::test]

@@ -222,6 +222,27 @@ impl CallService {
         }
     }
 
+    /// Ends the call with `code` because a limit was reached (for example the maximum call
+    /// duration), whoever organizes it. Returns the ended call, or `None` when it was not
+    /// active any more.
+    pub async fn end_for_limit(
+        &self,
+        code: &str,
+        reason: EndReason,
+    ) -> Result<Option<Call>, DomainError> {
+        let call = self
+            .repo
+            .find_call_by_code(code)
+            .await?
+            .ok_or(DomainError::CallNotFound)?;
+        if call.status != CallStatus::Active {
+            return Ok(None);
+        }
+        let now = self.clock.now();
+        let ended = self.finish(&call, CallStatus::Ended, reason, now).await?;
+        Ok(Some(ended))
+    }
+
     /// `POST /api/calls/friend`: creates a call from `caller` to `friend`, records both as
     /// participants and links them. Returns the call and the friend (to notify).
     pub async fn call_friend(

@@ -20,7 +20,7 @@ use actix_cors::Cors;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{Error, http::Method};
+use actix_web::{Error, HttpMessage, http::Method};
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
 
@@ -90,10 +90,52 @@ pub struct RequestSpans;
 
 impl RootSpanBuilder for RequestSpans {
     fn on_request_start(request: &ServiceRequest) -> Span {
+        // Our own fields rather than `root_span!`'s: the client IP is resolved with the
+        // trusted-proxy rules (a client cannot forge it with `X-Forwarded-For`), and the
+        // target is the path alone (a query string may carry something secret).
+        let client_ip = request
+            .app_data::<actix_web::web::Data<crate::state::AppState>>()
+            .and_then(|state| crate::extract::client_ip(request, &state.settings.trusted_proxies))
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
+        let route = request
+            .match_pattern()
+            .unwrap_or_else(|| "default".to_owned());
+        let request_id = request
+            .extensions()
+            .get::<tracing_actix_web::RequestId>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let user_agent = request
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        macro_rules! request_span {
+            ($level:expr) => {
+                tracing::span!(
+                    $level,
+                    "HTTP request",
+                    http.method = %request.method(),
+                    http.route = %route,
+                    http.target = %request.path(),
+                    http.client_ip = %client_ip,
+                    http.user_agent = %user_agent,
+                    http.status_code = tracing::field::Empty,
+                    otel.name = %format!("{} {}", request.method(), route),
+                    otel.kind = "server",
+                    otel.status_code = tracing::field::Empty,
+                    request_id = %request_id,
+                    exception.message = tracing::field::Empty,
+                    exception.details = tracing::field::Empty,
+                    user = tracing::field::Empty,
+                )
+            };
+        }
         if request.path().starts_with("/health") {
-            tracing_actix_web::root_span!(level = tracing::Level::DEBUG, request)
+            request_span!(tracing::Level::DEBUG)
         } else {
-            tracing_actix_web::root_span!(request)
+            request_span!(tracing::Level::INFO)
         }
     }
 

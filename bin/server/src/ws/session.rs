@@ -265,6 +265,8 @@ impl Session {
         };
         let mut driver = Driver {
             hub: &hub,
+            presence: &presence,
+            call: &call,
             settings: &settings,
             handle: &handle,
             outbox,
@@ -346,6 +348,8 @@ impl Session {
 /// The loop's state.
 struct Driver<'a> {
     hub: &'a Hub,
+    presence: &'a Presence,
+    call: &'a Call,
     settings: &'a WsSettings,
     handle: &'a ConnectionHandle,
     outbox: Outbox,
@@ -423,6 +427,8 @@ impl Driver<'_> {
                         };
                         tracing::info!(%reason, "maximum call duration reached; ending the room");
                         self.hub.end_room(room, reason);
+                        self.presence
+                            .duration_exceeded(self.call, ws.max_call_duration_hours);
                     }
                     // call_ended and the close now come through the outbox.
                 },
