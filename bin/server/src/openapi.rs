@@ -113,6 +113,7 @@ pub enum CallStatusSchema {
         crate::routes::health::root,
         crate::routes::health::health,
         crate::routes::health::ready,
+        crate::routes::health::metrics,
         crate::routes::auth::telegram_auth,
         crate::routes::auth::ws_token,
         crate::routes::auth::logout,

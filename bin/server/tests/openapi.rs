@@ -20,10 +20,11 @@ const METHODS: [&str; 8] = [
 ];
 
 /// Every route of CONTRACT.md (plus the beyond-contract ones), as the document spells it.
-const CONTRACT_ROUTES: [(&str, &str); 19] = [
+const CONTRACT_ROUTES: [(&str, &str); 20] = [
     ("get", "/"),
     ("get", "/health"),
     ("get", "/health/ready"),
+    ("get", "/metrics"),
     ("post", "/auth/telegram"),
     ("get", "/auth/ws-token"),
     ("post", "/auth/logout"),

@@ -132,7 +132,7 @@ impl RootSpanBuilder for RequestSpans {
                 )
             };
         }
-        if request.path().starts_with("/health") {
+        if request.path().starts_with("/health") || request.path() == "/metrics" {
             request_span!(tracing::Level::DEBUG)
         } else {
             request_span!(tracing::Level::INFO)

@@ -15,7 +15,8 @@
 //! the per-minute limit allows. Sign-in and call creation are not also counted against the
 //! default limit ("everything else").
 //!
-//! **Exempt:** `/health` and `/health/ready` (load balancers probe them from one address),
+//! **Exempt:** `/health`, `/health/ready` and `/metrics` (load balancers and scrapers probe
+//! them from one address),
 //! and CORS preflights (answered by the CORS layer, outside the limits). The WebSocket
 //! upgrade `GET /ws/calls/{id}` counts against the default limit once; its frames do not
 //! pass through HTTP middleware.
@@ -78,7 +79,7 @@ pub enum RouteClass {
 /// The class of a request with `method` and `path`.
 pub fn classify(method: &Method, path: &str) -> RouteClass {
     match path {
-        "/health" | "/health/ready" => RouteClass::Exempt,
+        "/health" | "/health/ready" | "/metrics" => RouteClass::Exempt,
         "/auth/telegram" if method == Method::POST => RouteClass::SignIn,
         "/api/calls" | "/api/calls/" | "/api/calls/friend" if method == Method::POST => {
             RouteClass::CallCreation

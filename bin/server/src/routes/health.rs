@@ -1,4 +1,4 @@
-//! `/`, `/health` and `/health/ready`.
+//! `/`, `/health`, `/health/ready` and `/metrics`.
 
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
@@ -57,9 +57,36 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// Signaling counters in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, content_type = "text/plain; version=0.0.4", body = String,
+        description = "Prometheus text exposition of the signaling hub's counters")))]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let stats = state.hub.stats();
+    let body = format!(
+        "# HELP telcall_rooms Signaling rooms with at least one connection.\n\
+         # TYPE telcall_rooms gauge\n\
+         telcall_rooms {}\n\
+         # HELP telcall_ws_connections WebSocket connections in rooms.\n\
+         # TYPE telcall_ws_connections gauge\n\
+         telcall_ws_connections {}\n\
+         # HELP telcall_messages_relayed_total Signals delivered to their addressee's queue.\n\
+         # TYPE telcall_messages_relayed_total counter\n\
+         telcall_messages_relayed_total {}\n\
+         # HELP telcall_messages_dropped_total Frames dropped because a peer did not read (each cut it off).\n\
+         # TYPE telcall_messages_dropped_total counter\n\
+         telcall_messages_dropped_total {}\n",
+        stats.rooms, stats.connections, stats.messages_relayed, stats.messages_dropped
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(body)
+}
+
 /// Registers the health routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(root))
         .route("/health", web::get().to(health))
-        .route("/health/ready", web::get().to(ready));
+        .route("/health/ready", web::get().to(ready))
+        .route("/metrics", web::get().to(metrics));
 }
