@@ -491,6 +491,14 @@ impl Settings {
                     reason: format!("{s:?} is not a turn: or turns: URL"),
                 });
             }
+            // The directory drops URIs it cannot parse; refuse them here rather than start
+            // with a TURN server that is silently never offered.
+            if let Err(e) = crate::turn::TurnUri::parse(s) {
+                return Err(ConfigError::Invalid {
+                    var: "TURN_SERVERS",
+                    reason: format!("{s:?}: {}", e.reason),
+                });
+            }
         }
 
         let telegram_api_base = r
@@ -558,11 +566,20 @@ impl Settings {
             ticket_ttl,
         };
 
+        // Static TURN credentials come as a pair: a username without a password (or the
+        // reverse) gives browsers an ICE server they refuse.
+        let turn_username = r.string("TURN_USERNAME");
+        let turn_password = r.string("TURN_PASSWORD").map(SecretString::from);
+        match (&turn_username, &turn_password) {
+            (Some(_), None) => return Err(ConfigError::Missing("TURN_PASSWORD")),
+            (None, Some(_)) => return Err(ConfigError::Missing("TURN_USERNAME")),
+            _ => {}
+        }
         let webrtc = WebRtcSettings {
             stun_servers,
             turn_servers,
-            turn_username: r.string("TURN_USERNAME"),
-            turn_password: r.string("TURN_PASSWORD").map(SecretString::from),
+            turn_username,
+            turn_password,
             turn_secret: r.string("TURN_SECRET").map(SecretString::from),
             turn_credential_ttl: r.secs("TURN_CREDENTIAL_TTL", 86_400)?,
             turn_healthcheck_interval: r.secs("TURN_HEALTHCHECK_INTERVAL", 30)?,
@@ -578,7 +595,12 @@ impl Settings {
             bot_username,
             secret_key: SecretString::from(secret_key),
             access_token_ttl: Duration::from_secs(
-                60 * r.positive::<u64>("ACCESS_TOKEN_EXPIRE_MINUTES", 240)?,
+                r.positive::<u64>("ACCESS_TOKEN_EXPIRE_MINUTES", 240)?
+                    .checked_mul(60)
+                    .ok_or_else(|| ConfigError::Invalid {
+                        var: "ACCESS_TOKEN_EXPIRE_MINUTES",
+                        reason: "is too large".to_owned(),
+                    })?,
             ),
             init_data_max_age: r.secs("INIT_DATA_MAX_AGE_SECONDS", 86_400)?,
             cookie_samesite,
@@ -743,6 +765,38 @@ mod tests {
             pairs.push((var, value));
             let err = Settings::from_source(&src(&pairs), false).unwrap_err();
             assert!(err.to_string().contains(var), "{var}: {err}");
+        }
+    }
+
+    #[test]
+    fn unusable_values_are_refused_naming_the_variable() {
+        for (var, extra) in [
+            (
+                "ACCESS_TOKEN_EXPIRE_MINUTES",
+                vec![("ACCESS_TOKEN_EXPIRE_MINUTES", "18446744073709551615")],
+            ),
+            (
+                "TURN_SERVERS",
+                vec![("TURN_SERVERS", "turn://turn.example.com:3478")],
+            ),
+            (
+                "TURN_SERVERS",
+                vec![("TURN_SERVERS", "turn:turn.example.com:99999")],
+            ),
+            (
+                "TURN_SERVERS",
+                vec![("TURN_SERVERS", "turn:x?transport=sctp")],
+            ),
+            ("TURN_PASSWORD", vec![("TURN_USERNAME", "alice")]),
+            ("TURN_USERNAME", vec![("TURN_PASSWORD", "wonderland")]),
+        ] {
+            let mut pairs = BASE.to_vec();
+            pairs.extend(extra);
+            let err = std::panic::catch_unwind(|| Settings::from_source(&src(&pairs), false))
+                .unwrap_or_else(|_| panic!("{var}: settings panicked"))
+                .expect_err(var);
+            assert!(err.to_string().contains(var), "{var}: {err}");
+            assert!(!err.to_string().contains("wonderland"), "{err}");
         }
     }
 

@@ -352,3 +352,41 @@ async fn mini_app_name_changes_the_join_link() {
         )
     );
 }
+
+#[tokio::test]
+async fn concurrent_creations_keep_the_active_call_limit() {
+    let app = TestAppBuilder::default()
+        .env("MAX_ACTIVE_CALLS_PER_USER", "2")
+        .spawn()
+        .await;
+    let ada = app.sign_in(1030, "Ada").await;
+    let requests = (0..12).map(|_| app.post("/api/calls/", &ada, &json!({})).send());
+    for resp in futures_util::future::join_all(requests).await {
+        assert_eq!(resp.unwrap().status(), 201);
+    }
+    let active = app
+        .state
+        .repo
+        .list_active_calls_by_creator(ada.id)
+        .await
+        .unwrap();
+    assert_eq!(active.len(), 2, "{active:?}");
+}
+
+#[tokio::test]
+async fn concurrent_ends_end_a_call_once() {
+    let app = spawn_app().await;
+    let ada = app.sign_in(1031, "Ada").await;
+    let call = app.create_call(&ada).await;
+    let end = format!("/api/calls/{}/end", call["call_id"].as_str().unwrap());
+    let requests = (0..12).map(|_| app.post(&end, &ada, &json!({})).send());
+    let mut statuses: Vec<u16> = futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(|resp| resp.unwrap().status().as_u16())
+        .collect();
+    statuses.sort_unstable();
+    let mut expected = vec![400; 11];
+    expected.insert(0, 200);
+    assert_eq!(statuses, expected);
+}

@@ -28,7 +28,14 @@ async fn person(
     .await
 }
 
+/// Befriends the two (as a shared call would), then `from` calls `to`.
 async fn call_friend(app: &TestApp, from: &TestUser, to: &TestUser) -> reqwest::Response {
+    app.befriend(from, to).await;
+    call_only(app, from, to).await
+}
+
+/// `from` calls `to`, whatever their relation.
+async fn call_only(app: &TestApp, from: &TestUser, to: &TestUser) -> reqwest::Response {
     app.post("/api/calls/friend", from, &json!({ "friend_id": to.id }))
         .send()
         .await
@@ -136,7 +143,7 @@ async fn a_failed_notification_never_fails_the_call() {
 async fn calling_yourself_or_nobody_is_refused() {
     let app = spawn_app().await;
     let ada = person(&app, 2007, "Ada", None, None).await;
-    let resp = call_friend(&app, &ada, &ada).await;
+    let resp = call_only(&app, &ada, &ada).await;
     assert_eq!(resp.status(), 400);
     assert_eq!(detail(resp).await, "You cannot call yourself");
     let resp = app
@@ -160,6 +167,39 @@ async fn calling_yourself_or_nobody_is_refused() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn a_stranger_cannot_be_rung_by_guessing_their_id() {
+    let bot_api = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true})))
+        .mount(&bot_api)
+        .await;
+    let app = TestAppBuilder::default()
+        .env("TELEGRAM_API_BASE", &bot_api.uri())
+        .spawn()
+        .await;
+    let ada = person(&app, 2008, "Ada", None, None).await;
+    let stranger = person(&app, 2009, "Eve", None, Some("eve_private")).await;
+    let resp = call_only(&app, &ada, &stranger).await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(detail(resp).await, "Friend not found");
+    // Nothing happened: no call, no link, no message.
+    assert!(
+        app.state
+            .repo
+            .list_active_calls_by_creator(ada.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(friends(&app, &ada, "").await.is_empty());
+    assert!(friends(&app, &stranger, "").await.is_empty());
+    assert!(bot_api.received_requests().await.unwrap().is_empty());
+    // Once they have shared a call, the same request rings them.
+    app.befriend(&ada, &stranger).await;
+    assert_eq!(call_only(&app, &ada, &stranger).await.status(), 201);
 }
 
 #[tokio::test]

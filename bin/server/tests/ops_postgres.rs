@@ -252,8 +252,9 @@ async fn rest_api_core_flow_on_postgres() {
     assert_eq!(resp.status(), 404);
     assert_eq!(detail(resp).await, "Call is not available");
 
-    // Call a friend: both become friends; search and delete.
+    // Call a friend (someone one shared a call with); search and delete.
     let carol = app.sign_in(5003, "Carol").await;
+    app.befriend(&ada, &bob).await;
     let friend_call = ok_json(
         app.post("/api/calls/friend", &ada, &json!({"friend_id": bob.id})),
         201,
@@ -261,6 +262,7 @@ async fn rest_api_core_flow_on_postgres() {
     .await;
     assert_eq!(friend_call["status"], "active");
     app.clock.advance(chrono::Duration::seconds(5));
+    app.befriend(&ada, &carol).await;
     ok_json(
         app.post("/api/calls/friend", &ada, &json!({"friend_id": carol.id})),
         201,

@@ -120,6 +120,7 @@ async fn call_creation_is_limited_across_its_three_routes() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
+    app.befriend(&ada, &bob).await;
     let resp = app
         .post("/api/calls/friend", &ada, &json!({"friend_id": bob.id}))
         .send()
@@ -322,5 +323,58 @@ async fn limits_can_be_switched_off_in_development_mode() {
         );
         let resp = app.client.get(app.url("/")).send().await.unwrap();
         assert_eq!(resp.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn percent_encoded_paths_fall_under_the_same_limits() {
+    // The router decodes `%74` to `t` before matching, so `/auth/%74elegram` is the sign-in
+    // route: it must not escape the sign-in bucket into the looser default one.
+    let app = TestAppBuilder::default()
+        .env("RATE_LIMIT_AUTH_PER_MINUTE", "2")
+        .env("RATE_LIMIT_CALLS_PER_MINUTE", "2")
+        .spawn()
+        .await;
+    let ada = app.sign_in_as(&tg_user(1)).await;
+    let init = init_data_for(BOT_TOKEN, &tg_user(2), Utc::now().timestamp());
+    let resp = app
+        .client
+        .post(app.url("/auth/%74elegram"))
+        .json(&json!({ "initData": init }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "the encoded path is the sign-in route");
+    let bob: Value = resp.json().await.unwrap();
+    for path in ["/auth/%74elegram", "/auth/telegram", "/%61uth/telegram"] {
+        let resp = app
+            .client
+            .post(app.url(path))
+            .json(&json!({ "initData": init }))
+            .send()
+            .await
+            .unwrap();
+        assert_limited(resp, 30).await;
+    }
+
+    let bob_id = bob["user"]["id"].as_i64().unwrap();
+    app.state
+        .repo
+        .link_friends(&[ada.id, bob_id], app.clock_now())
+        .await
+        .unwrap();
+    let create = |path: &'static str| {
+        app.client
+            .post(app.url(path))
+            .bearer_auth(&ada.token)
+            .json(&json!({ "friend_id": bob_id }))
+    };
+    assert_eq!(create("/api/calls/").send().await.unwrap().status(), 201);
+    assert_eq!(
+        create("/api/calls/%66riend").send().await.unwrap().status(),
+        201
+    );
+    for path in ["/api/%63alls", "/api/calls/%66riend", "/api/calls"] {
+        assert_limited(create(path).send().await.unwrap(), 30).await;
     }
 }

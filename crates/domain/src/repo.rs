@@ -35,7 +35,9 @@ pub trait CallRepository: Send + Sync {
     /// The active calls `creator` organizes, oldest first.
     async fn list_active_calls_by_creator(&self, creator: UserId) -> Result<Vec<Call>, RepoError>;
     /// Sets the status of a call (and `ended_at` to `at` when it leaves `active`). Returns
-    /// the updated call, or `None` when there is no such call.
+    /// the updated call, or `None` when there is no such call. Leaving `active` is a
+    /// compare-and-set: a call that is no longer active (another request or the sweeper
+    /// finished it first) is left as it is and `None` is returned, so a call ends once.
     async fn set_call_status(
         &self,
         id: CallId,
@@ -80,6 +82,8 @@ pub trait FriendRepository: Send + Sync {
         user: UserId,
         query: &FriendQuery,
     ) -> Result<Vec<Friend>, RepoError>;
+    /// Whether `user` has a link to `friend` (they shared a call and it was not deleted).
+    async fn is_friend(&self, user: UserId, friend: UserId) -> Result<bool, RepoError>;
     /// Removes the links between `user` and each of `friends`, both directions. Returns the
     /// ids that were linked (and are now not).
     async fn delete_friends(

@@ -8,8 +8,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::clock::Clock;
 use crate::entities::{
-    Call, CallCode, CallStats, CallStatsInput, CallStatsSummary, CallStatus, Friend, FriendQuery,
-    NewCall, User, UserId,
+    Call, CallCode, CallId, CallStats, CallStatsInput, CallStatsSummary, CallStatus, Friend,
+    FriendQuery, NewCall, User, UserId,
 };
 use crate::error::{DomainError, RepoError};
 use crate::events::{CallEvents, EndReason};
@@ -87,7 +87,7 @@ impl CallService {
     ) -> Result<Call, DomainError> {
         let title = normalize_title(title)?;
         let now = self.clock.now();
-        self.enforce_active_limit(creator, now).await?;
+        let _ = self.enforce_active_limit(creator, now, None).await?;
         let mut last_conflict = None;
         for _ in 0..CODE_ATTEMPTS {
             let new = NewCall {
@@ -99,7 +99,16 @@ impl CallService {
                 expires_at: now + self.policy.call_lifetime,
             };
             match self.repo.create_call(&new).await {
-                Ok(call) => return Ok(call),
+                Ok(call) => {
+                    // Concurrent creations all passed the check above before any of them
+                    // was stored; trimming again once this call is stored keeps the user at
+                    // the limit (the request that looks last sees every new call). Under
+                    // such a burst the new call itself may be the oldest surplus one.
+                    let own = self
+                        .enforce_active_limit(creator, now, Some(call.id))
+                        .await?;
+                    return Ok(own.unwrap_or(call));
+                }
                 Err(RepoError::Conflict(e)) => last_conflict = Some(RepoError::Conflict(e)),
                 Err(e) => return Err(e.into()),
             }
@@ -109,13 +118,18 @@ impl CallService {
             .into())
     }
 
-    /// Ends the creator's oldest active calls so one more fits under the limit. Active
-    /// calls already past their expiry are marked expired and do not count.
+    /// Ends the creator's oldest active calls so that, with the call being created, they
+    /// stay within the limit: before it is stored (`created` is `None`), one more must fit;
+    /// after (`created` is its id), the stored ones must fit. Always the oldest go, so the
+    /// newest calls survive whatever the interleaving of concurrent creations. Returns the
+    /// created call when it was ended here. Active calls already past their expiry are
+    /// marked expired and do not count.
     async fn enforce_active_limit(
         &self,
         creator: UserId,
         now: DateTime<Utc>,
-    ) -> Result<(), DomainError> {
+        created: Option<CallId>,
+    ) -> Result<Option<Call>, DomainError> {
         let mut live = Vec::new();
         for call in self.repo.list_active_calls_by_creator(creator).await? {
             if call.is_past_expiry(now) {
@@ -126,30 +140,35 @@ impl CallService {
             }
         }
         let max = self.policy.max_active_calls_per_user.max(1);
-        if live.len() >= max {
+        let count = live.len() + usize::from(created.is_none());
+        let mut own = None;
+        if count > max {
             live.sort_by_key(|c| (c.created_at, c.id));
-            let surplus = live.len() + 1 - max;
-            for call in live.iter().take(surplus) {
-                self.finish(call, CallStatus::Ended, EndReason::ActiveLimit, now)
+            for call in live.iter().take(count - max) {
+                let ended = self
+                    .finish(call, CallStatus::Ended, EndReason::ActiveLimit, now)
                     .await?;
+                if Some(call.id) == created {
+                    own = ended;
+                }
             }
         }
-        Ok(())
+        Ok(own)
     }
 
+    /// Moves an active call to `status` and tells its room. `None` when it was no longer
+    /// active (a concurrent end or the sweeper finished it first; that one told the room).
     async fn finish(
         &self,
         call: &Call,
         status: CallStatus,
         reason: EndReason,
         now: DateTime<Utc>,
-    ) -> Result<Call, DomainError> {
-        let updated = self
-            .repo
-            .set_call_status(call.id, status, now)
-            .await?
-            .ok_or(DomainError::CallNotFound)?;
-        self.events.call_ended(&call.code, reason);
+    ) -> Result<Option<Call>, DomainError> {
+        let updated = self.repo.set_call_status(call.id, status, now).await?;
+        if updated.is_some() {
+            self.events.call_ended(&call.code, reason);
+        }
         Ok(updated)
     }
 
@@ -163,9 +182,18 @@ impl CallService {
             .ok_or(DomainError::CallNotFound)?;
         let now = self.clock.now();
         if call.status == CallStatus::Active && call.is_past_expiry(now) {
-            return self
+            if let Some(expired) = self
                 .finish(&call, CallStatus::Expired, EndReason::Expired, now)
-                .await;
+                .await?
+            {
+                return Ok(expired);
+            }
+            // Finished concurrently: answer with what is stored now.
+            return self
+                .repo
+                .find_call_by_code(code)
+                .await?
+                .ok_or(DomainError::CallNotFound);
         }
         Ok(call)
     }
@@ -213,13 +241,15 @@ impl CallService {
             return Err(DomainError::CallNoLongerActive);
         }
         let now = self.clock.now();
-        if call.is_past_expiry(now) {
+        let finished = if call.is_past_expiry(now) {
             self.finish(&call, CallStatus::Expired, EndReason::Expired, now)
-                .await
+                .await?
         } else {
             self.finish(&call, CallStatus::Ended, EndReason::Ended, now)
-                .await
-        }
+                .await?
+        };
+        // `None`: another request or the sweeper finished it between the read and the write.
+        finished.ok_or(DomainError::CallNoLongerActive)
     }
 
     /// Ends the call with `code` because a limit was reached (for example the maximum call
@@ -239,12 +269,13 @@ impl CallService {
             return Ok(None);
         }
         let now = self.clock.now();
-        let ended = self.finish(&call, CallStatus::Ended, reason, now).await?;
-        Ok(Some(ended))
+        self.finish(&call, CallStatus::Ended, reason, now).await
     }
 
-    /// `POST /api/calls/friend`: creates a call from `caller` to `friend`, records both as
-    /// participants and links them. Returns the call and the friend (to notify).
+    /// `POST /api/calls/friend`: creates a call from `caller` to `friend` — someone `caller`
+    /// shared a call with (a friend link), so nobody can be rung by guessing ids — records
+    /// both as participants and refreshes their link. Returns the call and the friend (to
+    /// notify).
     pub async fn call_friend(
         &self,
         caller: UserId,
@@ -253,6 +284,9 @@ impl CallService {
     ) -> Result<(Call, User), DomainError> {
         if caller == friend {
             return Err(DomainError::CannotCallYourself);
+        }
+        if !self.repo.is_friend(caller, friend).await? {
+            return Err(DomainError::FriendNotFound);
         }
         let friend_user = self
             .repo

@@ -43,6 +43,7 @@ backend_tests!(
     unknown_creator_is_missing_reference,
     active_calls_by_creator_oldest_first,
     set_call_status_sets_ended_at,
+    set_call_status_finishes_a_call_once,
     expire_due_calls_only_touches_due_active_calls,
     expiry_compares_sub_second_instants,
     timestamps_round_trip_in_utc,
@@ -52,6 +53,7 @@ backend_tests!(
     list_friends_orders_and_pages,
     friend_search_is_case_insensitive_and_literal,
     delete_friends_removes_both_directions,
+    is_friend_follows_the_links,
     stats_summary_with_zero_rows,
     stats_summary_over_several_rows,
     stats_by_user_newest_first_with_code,
@@ -397,6 +399,45 @@ mod cases {
         );
     }
 
+    pub async fn set_call_status_finishes_a_call_once(store: &SeaStore) {
+        // Two ends racing (or an end racing the sweeper): the second finds the call no longer
+        // active, changes nothing and gets `None`.
+        let u = user(store, 1, "Ann").await;
+        let c = call(store, "c", u.id).await;
+        let expired = store.expire_due_calls(c.expires_at).await.unwrap();
+        assert_eq!(expired.len(), 1);
+        assert_eq!(
+            store
+                .set_call_status(c.id, CallStatus::Ended, t(90_000))
+                .await
+                .unwrap(),
+            None
+        );
+        let stored = store.find_call_by_code("c").await.unwrap().unwrap();
+        assert_eq!(
+            (stored.status, stored.ended_at),
+            (CallStatus::Expired, Some(c.expires_at))
+        );
+
+        let d = call(store, "d", u.id).await;
+        let ended = store
+            .set_call_status(d.id, CallStatus::Ended, t(1_000))
+            .await
+            .unwrap();
+        assert!(ended.is_some());
+        for status in [CallStatus::Ended, CallStatus::Expired] {
+            assert_eq!(
+                store.set_call_status(d.id, status, t(2_000)).await.unwrap(),
+                None
+            );
+        }
+        let stored = store.find_call_by_code("d").await.unwrap().unwrap();
+        assert_eq!(
+            (stored.status, stored.ended_at),
+            (CallStatus::Ended, Some(t(1_000)))
+        );
+    }
+
     pub async fn expire_due_calls_only_touches_due_active_calls(store: &SeaStore) {
         let u = user(store, 1, "Ann").await;
         let mk = |code: &'static str, expires: i64| new_call(code, u.id, t(0), t(expires));
@@ -645,6 +686,21 @@ mod cases {
 
         let err = store.link_friends(&[a.id, 999], t(0)).await.unwrap_err();
         assert!(matches!(err, RepoError::MissingReference(_)), "{err:?}");
+    }
+
+    pub async fn is_friend_follows_the_links(store: &SeaStore) {
+        let a = user(store, 1, "A").await;
+        let b = user(store, 2, "B").await;
+        let c = user(store, 3, "C").await;
+        assert!(!store.is_friend(a.id, b.id).await.unwrap());
+        store.link_friends(&[a.id, b.id], t(1_000)).await.unwrap();
+        assert!(store.is_friend(a.id, b.id).await.unwrap());
+        assert!(store.is_friend(b.id, a.id).await.unwrap());
+        assert!(!store.is_friend(a.id, c.id).await.unwrap());
+        assert!(!store.is_friend(a.id, a.id).await.unwrap());
+        store.delete_friends(b.id, &[a.id]).await.unwrap();
+        assert!(!store.is_friend(a.id, b.id).await.unwrap());
+        assert!(!store.is_friend(b.id, a.id).await.unwrap());
     }
 
     /// 46 people make 2,070 ordered pairs: more than one insert batch, in one transaction.

@@ -190,7 +190,10 @@ impl KeyExtractor for ClientIpKey {
     type KeyExtractionError = SimpleKeyExtractionError<&'static str>;
 
     fn extract(&self, req: &ServiceRequest) -> Result<Self::Key, Self::KeyExtractionError> {
-        if classify(req.method(), req.path()) != self.class {
+        // The path as the router matches it (percent-encoded unreserved characters
+        // decoded), not the raw `req.path()`: `/auth/%74elegram` is the sign-in route and
+        // must not slip into the looser default bucket.
+        if classify(req.method(), req.match_info().as_str()) != self.class {
             return Ok(None);
         }
         // Without a peer address (not a TCP connection) everybody shares one bucket: fail

@@ -219,6 +219,21 @@ impl TestApp {
         resp.json().await.unwrap()
     }
 
+    /// Links two users as friends (what sharing a call does), at the app clock's time.
+    pub async fn befriend(&self, a: &TestUser, b: &TestUser) {
+        self.state
+            .repo
+            .link_friends(&[a.id, b.id], self.clock_now())
+            .await
+            .unwrap();
+    }
+
+    /// The app's (manual) clock.
+    pub fn clock_now(&self) -> chrono::DateTime<Utc> {
+        use telcall_domain::Clock;
+        self.clock.now()
+    }
+
     /// A WebSocket ticket for `user`.
     pub async fn ws_ticket(&self, user: &TestUser) -> String {
         let resp = self.get("/auth/ws-token", user).send().await.unwrap();

@@ -91,11 +91,16 @@ impl CallRepository for SeaStore {
         at: DateTime<Utc>,
     ) -> Result<Option<Call>, RepoError> {
         let ended_at = (status != CallStatus::Active).then_some(at);
-        let mut stmt = calls::Entity::update_many()
+        let mut update = calls::Entity::update_many()
             .col_expr(calls::Column::Status, Expr::value(status.as_str()))
             .col_expr(calls::Column::EndedAt, Expr::value(ended_at))
-            .filter(calls::Column::Id.eq(id))
-            .into_query();
+            .filter(calls::Column::Id.eq(id));
+        if ended_at.is_some() {
+            // Only an active call can be finished: two concurrent ends (or an end racing
+            // the sweeper) finish it once, and the first outcome stays.
+            update = update.filter(calls::Column::Status.eq(CallStatus::Active.as_str()));
+        }
+        let mut stmt = update.into_query();
         stmt.returning_all();
         run_one::<calls::Model, _, _>(&self.db, &stmt)
             .await?

@@ -192,6 +192,17 @@ impl FriendRepository for SeaStore {
             .collect())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(user = user, friend = friend))]
+    async fn is_friend(&self, user: UserId, friend: UserId) -> Result<bool, RepoError> {
+        let link = friend_links::Entity::find()
+            .filter(friend_links::Column::UserId.eq(user))
+            .filter(friend_links::Column::FriendId.eq(friend))
+            .one(&self.db)
+            .await
+            .repo()?;
+        Ok(link.is_some())
+    }
+
     /// One `DELETE` of both directions, `RETURNING` each removed link; the ids reported
     /// are those of links from `user`'s side, in the order asked for.
     #[tracing::instrument(level = "debug", skip_all, fields(user = user, friends = friends.len()))]
