@@ -23,6 +23,9 @@ pub const DEV_BOT_TOKEN: &str = "0000000000:DEV-ONLY-telcall-development-token-n
 pub const DEV_BOT_USERNAME: &str = "telcall_dev_bot";
 /// The database development mode uses when none is configured.
 pub const DEV_DATABASE_URL: &str = "sqlite://telcall.db?mode=rwc";
+/// Largest value of any `*_SECONDS`-style duration setting: timers further out than that
+/// are a typo, and would overflow the runtime's clock.
+pub const MAX_SECONDS_SETTING: u64 = 365 * 24 * 3600;
 /// Shortest `SECRET_KEY` accepted outside development mode, in bytes.
 pub const MIN_SECRET_KEY_BYTES: usize = 32;
 
@@ -350,7 +353,14 @@ impl Reader<'_> {
     }
 
     fn secs(&self, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
-        Ok(Duration::from_secs(self.positive(var, default)?))
+        let secs = self.positive(var, default)?;
+        if secs > MAX_SECONDS_SETTING {
+            return Err(ConfigError::Invalid {
+                var,
+                reason: format!("must be at most {MAX_SECONDS_SETTING} seconds (a year)"),
+            });
+        }
+        Ok(Duration::from_secs(secs))
     }
 }
 
@@ -759,6 +769,8 @@ mod tests {
             ("MAX_PARTICIPANTS_PER_CALL", "0"),
             ("DATABASE_URL", "mysql://x"),
             ("RATE_LIMIT_ENABLED", "false"),
+            ("CALL_SWEEP_INTERVAL_SECONDS", "10000000000000000000"),
+            ("WS_PING_INTERVAL_SECONDS", "31536001"),
         ] {
             let mut pairs = BASE.to_vec();
             pairs.retain(|(k, _)| *k != var);
