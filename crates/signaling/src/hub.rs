@@ -152,6 +152,8 @@ struct Conn {
     tx: mpsc::Sender<Outbound>,
     /// Set once nothing more may be queued (cut off, replaced, closed, ended or left).
     dead: AtomicBool,
+    /// Set (under the roster lock) when a newer connection of the same user took its seat.
+    replaced: AtomicBool,
     /// A close that must pre-empt whatever is still queued (1013, 4409, 1001).
     forced_close: Mutex<Option<(u16, String)>>,
     wake: Notify,
@@ -242,6 +244,18 @@ impl ConnectionHandle {
     /// The user on this connection.
     pub fn user(&self) -> &SignalingUser {
         &self.conn.user
+    }
+
+    /// Whether a newer connection of the same user replaced this one (and took over its
+    /// stay in the room).
+    ///
+    /// When [`Hub::leave`] returns `false`, this tells the two stale cases apart: `true`, the
+    /// user is still in the room on the newer connection; `false`, the connection was
+    /// removed by [`Hub::end_room`] or [`Hub::close_all`] and its stay is over. The close
+    /// code the transport saw does not tell: a connection cut off (1013) and then replaced
+    /// never sees its 4409, and a client may close just as its room ends.
+    pub fn is_replaced(&self) -> bool {
+        self.conn.replaced.load(Ordering::Acquire)
     }
 }
 
@@ -510,6 +524,7 @@ impl Hub {
             user,
             tx,
             dead: AtomicBool::new(false),
+            replaced: AtomicBool::new(false),
             forced_close: Mutex::new(None),
             wake: Notify::new(),
         });
@@ -528,6 +543,7 @@ impl Hub {
         }
 
         if let Some(old) = &previous {
+            old.replaced.store(true, Ordering::Release);
             old.force_close(close::REPLACED, close::REASON_REPLACED);
         } else {
             inner.counters.connections.fetch_add(1, Ordering::Relaxed);

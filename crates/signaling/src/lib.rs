@@ -37,7 +37,8 @@
 //!         },
 //!     }
 //! }
-//! if hub.leave(&handle) { /* persist the leave time (spawned task) */ }
+//! // Stale (`false`) when replaced (the stay goes on) or removed by end_room / close_all.
+//! if hub.leave(&handle) || !handle.is_replaced() { /* persist the leave time (spawned task) */ }
 //! ```
 //!
 //! Both `Outbox::recv` and the socket read are cancel-safe, so one task can `select!` on

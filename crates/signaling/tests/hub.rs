@@ -651,3 +651,41 @@ fn server_message_parse_reads_hub_frames() {
         assert!(ServerMessage::parse(&frame).is_some(), "{frame}");
     }
 }
+
+#[test]
+fn a_stale_leave_tells_replaced_from_removed() {
+    // A connection cut off (1013) and then replaced never sees its 4409: only the hub can
+    // say its stay goes on, on the newer connection.
+    let hub = Hub::new(HubConfig {
+        outbound_capacity: 4,
+        ..HubConfig::default()
+    });
+    let mut a1 = join(&hub, 1);
+    for _ in 0..10 {
+        let _ = hub.handle_text(&a1.handle, "garbage");
+    }
+    assert_eq!(
+        a1.outbox.try_recv(),
+        Some(Outbound::Close {
+            code: close::TRY_AGAIN_LATER,
+            reason: close::REASON_TOO_SLOW.into()
+        })
+    );
+    assert!(!a1.handle.is_replaced());
+    let a2 = join(&hub, 1);
+    assert!(a2.replaced);
+    assert!(a1.handle.is_replaced());
+    assert!(!hub.leave(&a1.handle));
+
+    // Removed by the end of the call (or a shutdown): stale too, but not replaced.
+    let b = join(&hub, 2);
+    hub.end_room(ROOM, EndReason::Ended);
+    for handle in [&a2.handle, &b.handle] {
+        assert!(!hub.leave(handle));
+        assert!(!handle.is_replaced());
+    }
+    let c = join(&hub, 3);
+    hub.close_all(close::GOING_AWAY, close::REASON_SHUTDOWN);
+    assert!(!hub.leave(&c.handle));
+    assert!(!c.handle.is_replaced());
+}

@@ -316,6 +316,7 @@ fn start(state: &AppState, admitted: Admitted, socket: actix_ws::Session, raw: P
     let session = session::Session {
         hub: state.hub.clone(),
         presence: state.presence.clone(),
+        calls: state.calls.clone(),
         reader: frames::FrameReader::new(raw, ws.max_message_size),
         settings: ws,
         call,

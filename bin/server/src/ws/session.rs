@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use actix_ws::{CloseCode, CloseReason};
-use telcall_domain::Call;
+use telcall_domain::{Call, CallService, DomainError};
 use telcall_signaling::{
     ConnectionHandle, Hub, Joined, Outbound, Outbox, ProtocolError, ServerMessage, close,
 };
@@ -49,6 +49,8 @@ pub struct Session {
     pub hub: std::sync::Arc<Hub>,
     /// Where joins and leaves are recorded.
     pub presence: Presence,
+    /// Calls, to check once more, after the join, that the call is still active.
+    pub calls: CallService,
     /// Limits and timings.
     pub settings: WsSettings,
     /// The call being joined.
@@ -222,6 +224,7 @@ impl Session {
         let Self {
             hub,
             presence,
+            calls,
             settings,
             call,
             joined,
@@ -237,8 +240,14 @@ impl Session {
         let user_id = handle.user().id;
         let code = call.code.as_str();
 
+        // The handshake checked the call before the join: had it ended in between, its room
+        // was closed without this connection, which would now sit alone in a fresh room of
+        // an ended call. Checked again now that the connection is in the room: an end
+        // stored before this read is seen here, one stored after it closes the room later.
+        let ended = !still_joinable(&calls, &hub, code).await;
+
         // A replacing connection is the same stay in the call: nothing new to record.
-        if !replaced {
+        if !replaced && !ended {
             let others = hub
                 .room_participants(code)
                 .into_iter()
@@ -308,10 +317,11 @@ impl Session {
             None => false,
         };
 
-        // Removed by the hub (call ended, shutdown) without being replaced: their later
-        // `leave` is stale, so the stay is closed here.
-        let removed = by_hub && code_sent != Some(close::REPLACED);
-        if left || removed {
+        // A stale `leave` means replaced (the stay goes on, on the newer connection) or
+        // removed by the hub (call ended, shutdown: the stay is over, closed here). How this
+        // loop ended does not tell them apart: a client may close just as its room ends, and
+        // a connection cut off (1013) and then replaced never sees its 4409.
+        if left || !handle.is_replaced() {
             presence.left(&call, user_id);
         }
 
@@ -343,6 +353,23 @@ impl Session {
             ),
         }
     }
+}
+
+/// Whether the call of `code` may still be joined; if not, its room is ended (everyone in
+/// it gets `call_ended`, then a close). A storage error is logged and counts as joinable.
+async fn still_joinable(calls: &CallService, hub: &Hub, code: &str) -> bool {
+    let reason = match calls.joinable_call(code).await {
+        Ok(_) => return true,
+        Err(DomainError::Storage(error)) => {
+            tracing::warn!(%error, "could not check the call again after the join");
+            return true;
+        }
+        Err(DomainError::CallExpired) => telcall_signaling::EndReason::Expired,
+        Err(_) => telcall_signaling::EndReason::Ended,
+    };
+    tracing::info!(%reason, "the call ended during the handshake; ending its room");
+    hub.end_room(code, reason);
+    false
 }
 
 /// The loop's state.
