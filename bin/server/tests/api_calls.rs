@@ -3,14 +3,11 @@
 
 mod common;
 
+use common::detail;
+
 use chrono::Duration;
 use common::{TestAppBuilder, spawn_app};
 use serde_json::{Value, json};
-
-async fn detail(resp: reqwest::Response) -> String {
-    let body: Value = resp.json().await.unwrap();
-    body["detail"].as_str().unwrap().to_owned()
-}
 
 #[tokio::test]
 async fn create_call_returns_contract_fields() {

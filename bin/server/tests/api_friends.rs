@@ -4,16 +4,13 @@
 
 mod common;
 
+use common::detail;
+
 use chrono::Duration;
 use common::{BOT_TOKEN, TestApp, TestAppBuilder, TestUser, spawn_app};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-async fn detail(resp: reqwest::Response) -> String {
-    let body: Value = resp.json().await.unwrap();
-    body["detail"].as_str().unwrap().to_owned()
-}
 
 async fn person(
     app: &TestApp,

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::detail;
+
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -14,11 +16,6 @@ use common::{BOT_TOKEN, SECRET_KEY, TestAppBuilder, init_data_for, session_cooki
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use telcall_auth::{SecretString, SessionConfig, Sessions};
-
-async fn detail(resp: reqwest::Response) -> String {
-    let body: Value = resp.json().await.unwrap();
-    body["detail"].as_str().unwrap().to_owned()
-}
 
 /// The attributes of the `access_token` `Set-Cookie` header, lower-cased names, and its value.
 fn session_set_cookie(resp: &reqwest::Response) -> (String, Vec<String>) {

@@ -8,6 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+
+use common::detail;
 #[path = "common/process.rs"]
 mod process;
 
@@ -126,11 +128,6 @@ impl Drop for TestDb {
         })
         .join();
     }
-}
-
-async fn detail(resp: reqwest::Response) -> String {
-    let body: Value = resp.json().await.unwrap();
-    body["detail"].as_str().unwrap().to_owned()
 }
 
 async fn ok_json(req: reqwest::RequestBuilder, status: u16) -> Value {

@@ -5,16 +5,13 @@
 
 mod common;
 
+use common::detail;
+
 use common::{ALLOWED_ORIGIN, TestApp, TestAppBuilder, session_cookie, spawn_app};
 use serde_json::{Value, json};
 
 const STRANGER: &str = "https://evil.example.com";
 const TELEGRAM: &str = "https://web.telegram.org";
-
-async fn detail(resp: reqwest::Response) -> String {
-    let body: Value = resp.json().await.unwrap();
-    body["detail"].as_str().unwrap().to_owned()
-}
 
 fn header<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     resp.headers().get(name).map(|v| v.to_str().unwrap())

@@ -4,28 +4,20 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::ws::{Ending, WsClient, user_id};
-use common::{ALLOWED_ORIGIN, BOT_TOKEN, SECRET_KEY, TestAppBuilder, init_data_for};
-use serde_json::{Value, json};
-use telcall_domain::{CallStatus, Clock, ManualClock, Participant};
-use telcall_server::config::Source;
-use telcall_server::{Application, BuildOptions, Settings};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-
-/// How long background effects (database records) may take to appear.
-const RECORD_DEADLINE: Duration = Duration::from_secs(15);
+use common::TestAppBuilder;
+use common::ws::{Ending, user_id, wait_for_rows};
+use serde_json::json;
+use telcall_domain::{CallStatus, Clock, ManualClock};
 
 /// A manual clock that can be told to jump forward right after its next reading: the
 /// reading that admits a handshake sees the call active, the next one (after the join)
 /// sees it past its expiry, exactly as if it had ended in between.
 struct JumpClock {
-    inner: ManualClock,
+    inner: Arc<ManualClock>,
     jump: Mutex<Option<chrono::Duration>>,
 }
 
@@ -47,90 +39,24 @@ impl Clock for JumpClock {
 
 #[tokio::test]
 async fn a_call_ending_during_the_handshake_ends_the_room_it_joined() {
+    let manual = Arc::new(ManualClock::new(Utc::now()));
     let clock = Arc::new(JumpClock {
-        inner: ManualClock::new(Utc::now()),
+        inner: manual.clone(),
         jump: Mutex::new(None),
     });
-    let dir = tempfile::tempdir().unwrap();
-    let vars: HashMap<String, String> = [
-        ("BOT_TOKEN", BOT_TOKEN),
-        ("BOT_USERNAME", "telcall_test_bot"),
-        ("SECRET_KEY", SECRET_KEY),
-        ("CORS_ALLOW_ORIGINS", ALLOWED_ORIGIN),
-        ("HOST", "127.0.0.1"),
-        ("PORT", "0"),
-        ("TELEGRAM_API_BASE", "http://127.0.0.1:9"),
+    let app = TestAppBuilder::default()
         // Only the handshake reads the clock while the test runs.
-        ("CALL_SWEEP_INTERVAL_SECONDS", "86400"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .chain([(
-        "DATABASE_URL".to_owned(),
-        format!("sqlite://{}/telcall.db?mode=rwc", dir.path().display()),
-    )])
-    .collect();
-    let settings = Settings::from_source(&Source::from_map(vars), false).unwrap();
-    let app = Application::build(
-        settings,
-        BuildOptions {
-            migrate: true,
-            clock: clock.clone(),
-        },
-    )
-    .await
-    .unwrap();
-    let port = app.port();
-    let state = app.state().clone();
-    let shutdown = app.shutdown_handle();
-    let server = tokio::spawn(app.run_until_stopped());
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-
-    let user = json!({"id": 9101, "first_name": "Ada", "username": "user_9101"});
-    let resp = http
-        .post(format!("{base}/auth/telegram"))
-        .json(&json!({ "initData": init_data_for(BOT_TOKEN, &user, Utc::now().timestamp()) }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let token = resp
-        .cookies()
-        .find(|c| c.name() == "access_token")
-        .unwrap()
-        .value()
-        .to_owned();
-    let resp = http
-        .post(format!("{base}/api/calls/"))
-        .bearer_auth(&token)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let call = resp.json::<Value>().await.unwrap()["call_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .env("CALL_SWEEP_INTERVAL_SECONDS", "86400")
+        .clock(manual, clock.clone())
+        .spawn()
+        .await;
+    let ada = app.sign_in(9101, "Ada").await;
+    let call = app.new_call(&ada).await;
 
     // The handshake's check sees the call active; by the time the connection is in its
     // room, the call is over (here: expired) and that room was never told.
     clock.jump_after_next_reading(chrono::Duration::hours(25));
-    let mut request = format!("ws://127.0.0.1:{port}/ws/calls/{call}")
-        .into_client_request()
-        .unwrap();
-    let headers = request.headers_mut();
-    headers.insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_str(&format!("token.{token}")).unwrap(),
-    );
-    headers.insert("Origin", HeaderValue::from_static(ALLOWED_ORIGIN));
-    let (stream, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let mut client = WsClient {
-        stream,
-        protocol: None,
-    };
+    let mut client = app.ws(&call).token(&ada.token).connect().await;
     client.expect("call_metadata").await;
     // Were the connection left in its room, this would be answered with an error frame.
     client.send_text("barrier").await;
@@ -144,43 +70,16 @@ async fn a_call_ending_during_the_handshake_ends_the_room_it_joined() {
         ending,
         Ending::Close(1000, "Call has ended. Please create a new call.".into())
     );
-    let stored = state.repo.find_call_by_code(&call).await.unwrap().unwrap();
-    assert_eq!(stored.status, CallStatus::Expired);
-    assert!(state.hub.room_participants(&call).is_empty());
-
-    shutdown.shutdown();
-    server.await.unwrap().unwrap();
-}
-
-async fn participants(app: &common::TestApp, call: &str) -> Vec<Participant> {
-    let call = app
+    let stored = app
         .state
         .repo
-        .find_call_by_code(call)
+        .find_call_by_code(&call)
         .await
         .unwrap()
         .unwrap();
-    app.state.repo.list_participants(call.id).await.unwrap()
-}
-
-/// Polls the participant rows of `call` until `done` holds for them (bounded).
-async fn wait_for_rows(
-    app: &common::TestApp,
-    call: &str,
-    done: impl Fn(&[Participant]) -> bool,
-) -> Vec<Participant> {
-    let deadline = tokio::time::Instant::now() + RECORD_DEADLINE;
-    loop {
-        let rows = participants(app, call).await;
-        if done(&rows) {
-            return rows;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "participant rows never got there: {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_eq!(stored.status, CallStatus::Expired);
+    assert!(app.state.hub.room_participants(&call).is_empty());
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

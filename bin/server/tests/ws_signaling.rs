@@ -6,16 +6,11 @@
 mod common;
 
 use std::collections::HashSet;
-use std::time::Duration;
 
-use common::ws::{Ending, WsClient, user_id};
+use common::ws::{Ending, WsClient, eventually, user_id, wait_for_rows};
 use common::{TestApp, TestAppBuilder, TestUser, spawn_app};
 use serde_json::{Value, json};
-use telcall_domain::Participant;
 use tokio_tungstenite::tungstenite::Message;
-
-/// How long background effects (database records) may take to appear.
-const RECORD_DEADLINE: Duration = Duration::from_secs(15);
 
 async fn two_in_a_call(app: &TestApp) -> (TestUser, TestUser, String, WsClient, WsClient) {
     let ada = app.sign_in(2001, "Ada").await;
@@ -239,37 +234,6 @@ async fn a_fragmented_oversize_message_is_refused_too() {
     assert_eq!(b.expect("offer").await["payload"], "frag");
 }
 
-async fn participants(app: &TestApp, call: &str) -> Vec<Participant> {
-    let call = app
-        .state
-        .repo
-        .find_call_by_code(call)
-        .await
-        .unwrap()
-        .unwrap();
-    app.state.repo.list_participants(call.id).await.unwrap()
-}
-
-/// Polls the participant rows of `call` until `done` holds for them (bounded).
-async fn wait_for_rows(
-    app: &TestApp,
-    call: &str,
-    done: impl Fn(&[Participant]) -> bool,
-) -> Vec<Participant> {
-    let deadline = tokio::time::Instant::now() + RECORD_DEADLINE;
-    loop {
-        let rows = participants(app, call).await;
-        if done(&rows) {
-            return rows;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "participant rows never got there: {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn friend_ids(app: &TestApp, user: &TestUser) -> Vec<i64> {
     let resp = app.get("/api/friends", user).send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -407,8 +371,7 @@ async fn the_maximum_call_duration_ends_the_session() {
     })
     .await;
     // The call itself is over: nobody can start a fresh room on it.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    eventually("the call is ended in the database", || async {
         let stored = app
             .state
             .repo
@@ -416,16 +379,9 @@ async fn the_maximum_call_duration_ends_the_session() {
             .await
             .unwrap()
             .unwrap();
-        if stored.status == telcall_domain::CallStatus::Ended {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "call still {:?}",
-            stored.status
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        (stored.status == telcall_domain::CallStatus::Ended).then_some(())
+    })
+    .await;
     let ada = app.sign_in(2299, "Late").await;
     let mut late = app.ws(&call).token(&ada.token).connect().await;
     let (code, reason) = late.expect_close().await;

@@ -43,6 +43,7 @@ pub struct TestUser {
 pub struct TestAppBuilder {
     vars: HashMap<String, String>,
     database_url: Option<String>,
+    clock: Option<(Arc<ManualClock>, Arc<dyn telcall_domain::Clock>)>,
 }
 
 impl Default for TestAppBuilder {
@@ -71,6 +72,7 @@ impl Default for TestAppBuilder {
         Self {
             vars,
             database_url: None,
+            clock: None,
         }
     }
 }
@@ -91,6 +93,17 @@ impl TestAppBuilder {
         self
     }
 
+    /// The app reads time from `app_clock` (which may wrap `manual`, the clock the test
+    /// moves as `TestApp::clock`).
+    pub fn clock(
+        mut self,
+        manual: Arc<ManualClock>,
+        app_clock: Arc<dyn telcall_domain::Clock>,
+    ) -> Self {
+        self.clock = Some((manual, app_clock));
+        self
+    }
+
     pub async fn spawn(self) -> TestApp {
         init_test_logs();
         let dir = tempfile::tempdir().unwrap();
@@ -100,12 +113,15 @@ impl TestAppBuilder {
             .unwrap_or_else(|| format!("sqlite://{}/telcall.db?mode=rwc", dir.path().display()));
         vars.insert("DATABASE_URL".to_owned(), url);
         let settings = Settings::from_source(&Source::from_map(vars), false).unwrap();
-        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let (clock, app_clock) = self.clock.unwrap_or_else(|| {
+            let manual = Arc::new(ManualClock::new(Utc::now()));
+            (manual.clone(), manual)
+        });
         let app = Application::build(
             settings,
             BuildOptions {
                 migrate: true,
-                clock: clock.clone(),
+                clock: app_clock,
             },
         )
         .await
@@ -252,6 +268,12 @@ impl TestApp {
         self.shutdown.shutdown();
         self.server.await.unwrap().unwrap();
     }
+}
+
+/// The `detail` of a JSON error body.
+pub async fn detail(resp: reqwest::Response) -> String {
+    let body: Value = resp.json().await.unwrap();
+    body["detail"].as_str().unwrap().to_owned()
 }
 
 /// A fixed instant for tests that need one.

@@ -12,6 +12,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use telcall_domain::Participant;
+
 use super::{ALLOWED_ORIGIN, TestApp, TestUser};
 
 /// How long any single WebSocket wait may take before the test fails.
@@ -272,6 +274,54 @@ impl TestApp {
             .unwrap()
             .to_owned()
     }
+}
+
+/// How long background effects (database records written off the relay path) may take
+/// to appear.
+pub const RECORD_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Polls `probe` until it yields `Some`, failing the test after [`RECORD_DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + RECORD_DEADLINE;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every participant row of the call with this code.
+pub async fn participants(app: &TestApp, call: &str) -> Vec<Participant> {
+    let call = app
+        .state
+        .repo
+        .find_call_by_code(call)
+        .await
+        .unwrap()
+        .unwrap();
+    app.state.repo.list_participants(call.id).await.unwrap()
+}
+
+/// Polls the participant rows of `call` until `done` holds for them (bounded).
+pub async fn wait_for_rows(
+    app: &TestApp,
+    call: &str,
+    done: impl Fn(&[Participant]) -> bool,
+) -> Vec<Participant> {
+    eventually("participant rows reach the expected state", || async {
+        let rows = participants(app, call).await;
+        done(&rows).then_some(rows)
+    })
+    .await
 }
 
 /// The `id` of a `user`/`from_user` object in a message.
