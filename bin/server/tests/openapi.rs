@@ -306,6 +306,29 @@ fn schemas_carry_the_wire_fields() {
 }
 
 #[test]
+fn stats_figures_schema_names_the_fields_of_the_domain_type() {
+    // The request and response flatten the domain's CallStatsInput; the document describes
+    // it through the StatsFigures schema, which must not drift from it.
+    let doc = generated();
+    let documented: BTreeSet<String> = doc["components"]["schemas"]["StatsFigures"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let on_the_wire: BTreeSet<String> =
+        serde_json::to_value(telcall_domain::CallStatsInput::default())
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+    assert_eq!(documented, on_the_wire);
+    assert_eq!(documented.len(), 11);
+}
+
+#[test]
 fn websocket_route_documents_the_handshake() {
     let doc = generated();
     let op = &doc["paths"]["/ws/calls/{call_id}"]["get"];

@@ -10,11 +10,11 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::CurrentUser;
 use crate::state::AppState;
 
-/// Body of `POST /api/call-stats/`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct CallStatsRequest {
-    /// Public call id.
-    pub call_id: String,
+/// The OpenAPI schema of the quality figures of one report, as sent and as stored. On the
+/// wire they are the domain's [`CallStatsInput`], flattened into the request and response
+/// (a test checks that this schema and that type name the same fields).
+#[derive(Debug, ToSchema)]
+pub struct StatsFigures {
     /// Seconds in the call.
     pub duration_seconds: Option<f64>,
     /// Audio bitrate (kbit/s).
@@ -39,22 +39,15 @@ pub struct CallStatsRequest {
     pub rtt_ms: Option<f64>,
 }
 
-impl CallStatsRequest {
-    fn figures(&self) -> CallStatsInput {
-        CallStatsInput {
-            duration_seconds: self.duration_seconds,
-            audio_bitrate_kbps: self.audio_bitrate_kbps,
-            audio_packets_lost: self.audio_packets_lost,
-            audio_packets_sent: self.audio_packets_sent,
-            audio_jitter_ms: self.audio_jitter_ms,
-            video_bitrate_kbps: self.video_bitrate_kbps,
-            video_packets_lost: self.video_packets_lost,
-            video_packets_sent: self.video_packets_sent,
-            video_frame_rate: self.video_frame_rate,
-            video_resolution: self.video_resolution.clone(),
-            rtt_ms: self.rtt_ms,
-        }
-    }
+/// Body of `POST /api/call-stats/`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CallStatsRequest {
+    /// Public call id.
+    pub call_id: String,
+    /// The figures.
+    #[serde(flatten)]
+    #[schema(value_type = StatsFigures)]
+    pub figures: CallStatsInput,
 }
 
 /// A stored report.
@@ -66,50 +59,21 @@ pub struct CallStatsResponse {
     pub call_id: String,
     /// Reporter's internal id.
     pub user_id: i64,
-    /// Seconds in the call.
-    pub duration_seconds: Option<f64>,
-    /// Audio bitrate (kbit/s).
-    pub audio_bitrate_kbps: Option<f64>,
-    /// Audio packets lost.
-    pub audio_packets_lost: Option<i64>,
-    /// Audio packets sent.
-    pub audio_packets_sent: Option<i64>,
-    /// Audio jitter (ms).
-    pub audio_jitter_ms: Option<f64>,
-    /// Video bitrate (kbit/s).
-    pub video_bitrate_kbps: Option<f64>,
-    /// Video packets lost.
-    pub video_packets_lost: Option<i64>,
-    /// Video packets sent.
-    pub video_packets_sent: Option<i64>,
-    /// Video frame rate.
-    pub video_frame_rate: Option<f64>,
-    /// Video resolution.
-    pub video_resolution: Option<String>,
-    /// Round-trip time (ms).
-    pub rtt_ms: Option<f64>,
+    /// The figures.
+    #[serde(flatten)]
+    #[schema(value_type = StatsFigures)]
+    pub figures: CallStatsInput,
     /// When it was stored (RFC 3339, UTC).
     pub created_at: DateTime<Utc>,
 }
 
 impl From<CallStats> for CallStatsResponse {
     fn from(s: CallStats) -> Self {
-        let f = s.figures;
         Self {
             id: s.id,
             call_id: s.call_code.to_string(),
             user_id: s.user_id,
-            duration_seconds: f.duration_seconds,
-            audio_bitrate_kbps: f.audio_bitrate_kbps,
-            audio_packets_lost: f.audio_packets_lost,
-            audio_packets_sent: f.audio_packets_sent,
-            audio_jitter_ms: f.audio_jitter_ms,
-            video_bitrate_kbps: f.video_bitrate_kbps,
-            video_packets_lost: f.video_packets_lost,
-            video_packets_sent: f.video_packets_sent,
-            video_frame_rate: f.video_frame_rate,
-            video_resolution: f.video_resolution,
-            rtt_ms: f.rtt_ms,
+            figures: s.figures,
             created_at: s.created_at,
         }
     }
@@ -154,7 +118,7 @@ pub async fn create_stats(
 ) -> Result<HttpResponse, ApiError> {
     let stats = state
         .stats
-        .record(user.0.id, &body.call_id, &body.figures())
+        .record(user.0.id, &body.call_id, &body.figures)
         .await?;
     Ok(HttpResponse::Created().json(CallStatsResponse::from(stats)))
 }
