@@ -18,9 +18,20 @@ impl HubCallEvents {
     }
 }
 
+/// The signaling protocol's `call_ended` reason for a domain end reason.
+pub fn wire_reason(reason: EndReason) -> telcall_signaling::EndReason {
+    match reason {
+        EndReason::Ended => telcall_signaling::EndReason::Ended,
+        EndReason::Expired => telcall_signaling::EndReason::Expired,
+        EndReason::ActiveLimit => telcall_signaling::EndReason::ActiveCallsLimit,
+        EndReason::MaxDuration(hours) => telcall_signaling::EndReason::MaxDuration { hours },
+    }
+}
+
 impl CallEvents for HubCallEvents {
     fn call_ended(&self, code: &CallCode, reason: EndReason) {
-        tracing::info!(call = %code, reason = %reason.wire_text(), "call ended; closing its room");
-        self.hub.end_room(code.as_str(), reason.wire_text());
+        let reason = wire_reason(reason);
+        tracing::info!(call = %code, %reason, "call ended; closing its room");
+        self.hub.end_room(code.as_str(), reason);
     }
 }

@@ -92,7 +92,7 @@ async fn active_limit_emits_the_auto_end_sentence() {
     let events = f.events.events();
     assert_eq!(events, vec![(first.code.clone(), EndReason::ActiveLimit)]);
     assert_eq!(
-        events[0].1.wire_text(),
+        telcall_server::events::wire_reason(events[0].1).to_string(),
         "Maximum active calls limit reached - oldest call auto-ended"
     );
 }

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 
 use crate::entities::{Call, CallCode, User};
 
-/// Why a call ended; its wire text is the `reason` of the `call_ended` message.
+/// Why a call ended. The `call_ended` message's `reason` text for it is the signaling
+/// protocol's business (`telcall-signaling`'s `EndReason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
     /// The organizer ended it.
@@ -18,20 +19,6 @@ pub enum EndReason {
     ActiveLimit,
     /// A session ran past the maximum call duration (hours).
     MaxDuration(u32),
-}
-
-impl EndReason {
-    /// The `reason` text of the `call_ended` message.
-    pub fn wire_text(&self) -> String {
-        match self {
-            Self::Ended => "ended".to_owned(),
-            Self::Expired => "expired".to_owned(),
-            Self::ActiveLimit => {
-                "Maximum active calls limit reached - oldest call auto-ended".to_owned()
-            }
-            Self::MaxDuration(h) => format!("Maximum call duration ({h} hours) exceeded"),
-        }
-    }
 }
 
 /// Receives call lifecycle events; the signaling hub implements it to close rooms.

@@ -2,8 +2,7 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use telcall_domain::{
-    Call, CallCode, CallStatsInput, CallStatus, Clock, EndReason, ManualClock,
-    username::sanitize_username,
+    Call, CallCode, CallStatsInput, CallStatus, Clock, ManualClock, username::sanitize_username,
 };
 
 fn call_at(created: chrono::DateTime<Utc>) -> Call {
@@ -62,20 +61,6 @@ fn status_round_trips_and_rejects_unknown() {
         assert_eq!(s.to_string(), s.as_str());
     }
     assert!("paused".parse::<CallStatus>().is_err());
-}
-
-#[test]
-fn end_reasons_have_contract_texts() {
-    assert_eq!(EndReason::Ended.wire_text(), "ended");
-    assert_eq!(EndReason::Expired.wire_text(), "expired");
-    assert_eq!(
-        EndReason::ActiveLimit.wire_text(),
-        "Maximum active calls limit reached - oldest call auto-ended"
-    );
-    assert_eq!(
-        EndReason::MaxDuration(12).wire_text(),
-        "Maximum call duration (12 hours) exceeded"
-    );
 }
 
 #[test]
