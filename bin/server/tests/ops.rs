@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use process::{BOT_TOKEN, SECRET_KEY, Server, base_env, free_port, run, telcall, texts};
+use process::{
+    BOT_TOKEN, SECRET_KEY, Server, all, base_env, free_port, migration_states, run, telcall, texts,
+};
 use serde_json::{Value, json};
 
 /// How long a stopping or failing process may take to exit.
@@ -27,34 +29,11 @@ fn with(mut env: Vec<(String, String)>, key: &str, value: &str) -> Vec<(String, 
     env
 }
 
-/// `(state, name)` of each line `telcall migrate status` prints.
-fn migration_states(stdout: &str) -> Vec<(String, String)> {
-    stdout
-        .lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            match (words.next(), words.next(), words.next()) {
-                (Some(state @ ("applied" | "pending")), Some(name), None) => {
-                    Some((state.to_owned(), name.to_owned()))
-                }
-                _ => None,
-            }
-        })
-        .collect()
-}
-
 fn status(dir: &Path, env: &[(String, String)]) -> Vec<(String, String)> {
     let out = run(telcall(dir, env, &["migrate", "status"]));
     let (stdout, stderr) = texts(&out);
     assert!(out.status.success(), "status failed: {stdout}\n{stderr}");
     migration_states(&stdout)
-}
-
-fn all(state: &str) -> Vec<(String, String)> {
-    telcall_migration::migration_names()
-        .into_iter()
-        .map(|name| (state.to_owned(), name))
-        .collect()
 }
 
 #[test]

@@ -16,7 +16,7 @@ mod process;
 use std::time::Duration;
 
 use common::{TestApp, TestAppBuilder, TestUser};
-use process::{Server, base_env, free_port, run, telcall, texts};
+use process::{Server, all, base_env, free_port, migration_states, run, telcall, texts};
 use serde_json::{Value, json};
 use telcall_migration::ConnectionTrait;
 use telcall_persistence::{DatabaseConnection, DbOptions};
@@ -382,28 +382,6 @@ async fn database_outage_answers_503_and_the_pool_recovers() {
     assert_eq!(joined["status"], "active");
 
     app.stop().await;
-}
-
-fn migration_states(stdout: &str) -> Vec<(String, String)> {
-    stdout
-        .lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            match (words.next(), words.next(), words.next()) {
-                (Some(state @ ("applied" | "pending")), Some(name), None) => {
-                    Some((state.to_owned(), name.to_owned()))
-                }
-                _ => None,
-            }
-        })
-        .collect()
-}
-
-fn all(state: &str) -> Vec<(String, String)> {
-    telcall_migration::migration_names()
-        .into_iter()
-        .map(|name| (state.to_owned(), name))
-        .collect()
 }
 
 #[tokio::test]

@@ -201,3 +201,27 @@ impl Drop for Server {
         }
     }
 }
+
+/// `(state, name)` of each line `telcall migrate status` prints.
+pub fn migration_states(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (Some(state @ ("applied" | "pending")), Some(name), None) => {
+                    Some((state.to_owned(), name.to_owned()))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Every known migration, each in `state`, as [`migration_states`] reports them.
+pub fn all(state: &str) -> Vec<(String, String)> {
+    telcall_migration::migration_names()
+        .into_iter()
+        .map(|name| (state.to_owned(), name))
+        .collect()
+}
