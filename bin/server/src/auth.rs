@@ -44,9 +44,3 @@ pub fn bearer_token(req: &HttpRequest) -> Option<String> {
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
-
-/// A token shortened for logs: its first characters only.
-pub fn token_hint(token: &str) -> String {
-    let prefix: String = token.chars().take(6).collect();
-    format!("{prefix}…")
-}

@@ -637,11 +637,6 @@ impl Settings {
         telcall_persistence::redacted_url(self.database_url.expose_secret())
     }
 
-    /// Whether this uses the embedded SQLite database.
-    pub fn is_sqlite(&self) -> bool {
-        self.database_url.expose_secret().starts_with("sqlite:")
-    }
-
     /// The Mini App link that opens `code`.
     pub fn join_url(&self, code: &str) -> String {
         match &self.mini_app_name {

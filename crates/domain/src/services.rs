@@ -67,16 +67,6 @@ impl CallService {
         }
     }
 
-    /// The limits in force.
-    pub fn policy(&self) -> &CallPolicy {
-        &self.policy
-    }
-
-    /// The current time of the service's clock.
-    pub fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
-    }
-
     /// Creates a call organized by `creator`. When that makes one active call too many,
     /// the creator's oldest active calls are ended (their rooms get `call_ended`).
     pub async fn create_call(

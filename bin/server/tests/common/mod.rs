@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use serde_json::{Value, json};
 use telcall_domain::ManualClock;
 use telcall_server::config::Source;
@@ -274,11 +274,6 @@ impl TestApp {
 pub async fn detail(resp: reqwest::Response) -> String {
     let body: Value = resp.json().await.unwrap();
     body["detail"].as_str().unwrap().to_owned()
-}
-
-/// A fixed instant for tests that need one.
-pub fn fixed_time() -> chrono::DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap()
 }
 
 /// The `Cookie` header value carrying `token` as the session cookie.
