@@ -5,6 +5,7 @@
 //! code path creates tables from entity definitions.
 
 mod m20261123_000001_initial;
+mod m20261201_040000_call_stats_one_row_per_user;
 
 use sea_orm_migration::prelude::*;
 
@@ -18,7 +19,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261123_000001_initial::Migration)]
+        vec![
+            Box::new(m20261123_000001_initial::Migration),
+            Box::new(m20261201_040000_call_stats_one_row_per_user::Migration),
+        ]
     }
 }
 

@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use sea_orm_migration::SchemaManager;
-use sea_orm_migration::sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use sea_orm_migration::sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use telcall_migration::{
     MigrationStatus, Migrator, MigratorTrait, applied_migrations, migrate_down, migrate_up,
     migration_names, pending_migrations,
@@ -75,6 +75,118 @@ async fn postgres_up_down_up() {
     let pg = PgDatabase::create().await;
     let db = Database::connect(pg.url.as_str()).await.unwrap();
     up_down_up(&db).await;
+    db.close().await.unwrap();
+    pg.drop().await;
+}
+
+/// Runs `sql` on `db`.
+async fn exec(db: &DatabaseConnection, sql: &str) {
+    db.execute_unprepared(sql).await.unwrap();
+}
+
+/// `(user_id, audio_packets_lost, rtt_ms, duration_seconds, video_packets_sent)` of every
+/// stats row, by user.
+async fn stats_rows(
+    db: &DatabaseConnection,
+) -> Vec<(i64, Option<i64>, Option<f64>, Option<f64>, Option<i64>)> {
+    let sql = "SELECT user_id, audio_packets_lost, rtt_ms, duration_seconds, video_packets_sent \
+               FROM call_stats ORDER BY user_id";
+    db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("", "user_id").unwrap(),
+                r.try_get("", "audio_packets_lost").unwrap(),
+                r.try_get("", "rtt_ms").unwrap(),
+                r.try_get("", "duration_seconds").unwrap(),
+                r.try_get("", "video_packets_sent").unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Data written before the one-row-per-user migration — duplicates and figures nobody
+/// measured — is repaired by it instead of making it fail; afterwards a duplicate is
+/// refused, and rolling back lifts that.
+async fn stats_migration_repairs_existing_rows(db: &DatabaseConnection) {
+    Migrator::up(db, Some(1)).await.unwrap();
+    let at = "'2026-11-23 10:00:00+00:00'";
+    for tg in 1..=3 {
+        exec(
+            db,
+            &format!("INSERT INTO users (telegram_user_id, created_at, updated_at) VALUES ({tg}, {at}, {at})"),
+        )
+        .await;
+    }
+    exec(
+        db,
+        &format!(
+            "INSERT INTO calls (code, creator_id, is_video_enabled, status, created_at, expires_at) \
+             VALUES ('c', 1, false, 'active', {at}, {at})"
+        ),
+    )
+    .await;
+    let report = |user: i64, lost: &str, rtt: &str, duration: &str, video_sent: &str| {
+        format!(
+            "INSERT INTO call_stats (call_id, user_id, audio_packets_lost, rtt_ms, duration_seconds, \
+             video_packets_sent, created_at) VALUES (1, {user}, {lost}, {rtt}, {duration}, {video_sent}, {at})"
+        )
+    };
+    // User 1 reported three times; only the newest report stays.
+    for lost in ["1", "2", "3"] {
+        exec(db, &report(1, lost, "10.0", "60.0", "NULL")).await;
+    }
+    // User 2 sent figures no call produces: they are cleared.
+    exec(
+        db,
+        &report(2, "9223372036854775807", "-5.0", "1e300", "1000000001"),
+    )
+    .await;
+    exec(
+        db,
+        &report(2, "9223372036854775807", "-5.0", "1e300", "1000000001"),
+    )
+    .await;
+    // User 3's figures sit exactly at the bounds: they stay.
+    exec(db, &report(3, "1000000000", "60000.0", "604800.0", "0")).await;
+
+    migrate_up(db).await.unwrap();
+    assert_eq!(
+        stats_rows(db).await,
+        [
+            (1, Some(3), Some(10.0), Some(60.0), None),
+            (2, None, None, None, None),
+            (
+                3,
+                Some(1_000_000_000),
+                Some(60_000.0),
+                Some(604_800.0),
+                Some(0)
+            ),
+        ]
+    );
+    let duplicate = report(1, "4", "NULL", "NULL", "NULL");
+    assert!(db.execute_unprepared(&duplicate).await.is_err());
+
+    migrate_down(db, Some(1)).await.unwrap();
+    exec(db, &duplicate).await;
+    assert_eq!(stats_rows(db).await.len(), 4);
+}
+
+#[tokio::test]
+async fn sqlite_stats_migration_repairs_existing_rows() {
+    let db = Database::connect("sqlite::memory:").await.unwrap();
+    stats_migration_repairs_existing_rows(&db).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set TEST_DATABASE_URL and run with --include-ignored"]
+async fn postgres_stats_migration_repairs_existing_rows() {
+    let pg = PgDatabase::create().await;
+    let db = Database::connect(pg.url.as_str()).await.unwrap();
+    stats_migration_repairs_existing_rows(&db).await;
     db.close().await.unwrap();
     pg.drop().await;
 }

@@ -22,19 +22,36 @@ pub fn build_sessions(settings: &Settings) -> anyhow::Result<Sessions> {
 
 /// The session credential of a request: the `access_token` cookie first, else an
 /// `Authorization: Bearer` header.
+///
+/// A request that sends the cookie is judged by the cookie alone: a cookie that is expired,
+/// forged or garbage gets 401 even when a valid Bearer token comes with it (the client
+/// presented a credential and it is wrong). An empty cookie value counts as no cookie.
 pub fn request_token(req: &HttpRequest) -> Option<String> {
-    if let Some(c) = req.cookie(SESSION_COOKIE)
-        && !c.value().is_empty()
-    {
-        return Some(c.value().to_owned());
-    }
-    bearer_token(req)
+    session_cookie_value(req).or_else(|| bearer_token(req))
 }
 
 /// Whether the request's credential came from the cookie (CSRF checks apply then).
 pub fn authenticated_by_cookie(req: &HttpRequest) -> bool {
-    req.cookie(SESSION_COOKIE)
-        .is_some_and(|c| !c.value().is_empty())
+    session_cookie_value(req).is_some()
+}
+
+/// The value of the `access_token` cookie as sent, read from the raw `Cookie` headers
+/// (`name=value` pairs separated by `;`). Read here rather than through actix's cookie
+/// parser, which drops every cookie of a request when any one of them is malformed: a
+/// malformed neighbour must not turn a sent session cookie into an absent one (and let a
+/// Bearer token decide instead).
+pub fn session_cookie_value(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .flat_map(|value| value.as_bytes().split(|b| *b == b';'))
+        .filter_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|b| *b == b'=')?;
+            let (name, value) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
+            (name == SESSION_COOKIE.as_bytes() && !value.is_empty())
+                .then(|| String::from_utf8_lossy(value).into_owned())
+        })
+        .next()
 }
 
 /// The token of an `Authorization: Bearer <token>` header.

@@ -130,11 +130,6 @@ pub struct WsSettings {
     pub max_participants_per_call: usize,
     /// Bytes per signaling message.
     pub max_message_size: usize,
-    /// Hard cap on one call session, counted from the room's start
-    /// (`MAX_CALL_DURATION_HOURS`, or `WS_MAX_CALL_DURATION_SECONDS` when set).
-    pub max_call_duration: Duration,
-    /// Hours in the cap, as said in the `call_ended` reason.
-    pub max_call_duration_hours: u32,
     /// Interval between server pings.
     pub ping_interval: Duration,
     /// A connection silent for this long is closed.
@@ -145,8 +140,26 @@ pub struct WsSettings {
     pub message_burst: u32,
     /// Outbound queue length per connection.
     pub outbound_queue: usize,
+    /// Outbound queue byte budget per connection.
+    pub outbound_queue_bytes: usize,
+    /// Most WebSocket connections one user may hold at once, across calls.
+    pub max_connections_per_user: usize,
     /// Lifetime of a `/auth/ws-token` credential.
     pub ticket_ttl: Duration,
+}
+
+/// Limits on connections and on slow clients, enforced before and around HTTP parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Concurrent connections (HTTP and WebSocket) the server keeps open in total; past it
+    /// new connections are refused when accepted (`MAX_CONNECTIONS`).
+    pub max_connections: usize,
+    /// Concurrent connections from one client address (an IPv6 client counts per /64);
+    /// trusted proxies are exempt (`MAX_CONNECTIONS_PER_IP`).
+    pub max_connections_per_ip: usize,
+    /// Deadline for receiving a whole request body, counted from its head
+    /// (`REQUEST_BODY_TIMEOUT_SECONDS`); past it the answer is 408 and the connection closes.
+    pub request_body_timeout: Duration,
 }
 
 /// TURN and STUN settings.
@@ -168,6 +181,36 @@ pub struct WebRtcSettings {
     pub turn_healthcheck_interval: Duration,
 }
 
+/// Where the bot's updates come from (`BOT_UPDATES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BotUpdates {
+    /// Telegram posts them to `POST /api/telegram/webhook`; with `BOT_WEBHOOK_URL` set the
+    /// server registers that URL at start-up.
+    Webhook,
+    /// The server long-polls `getUpdates` (one instance only).
+    Polling,
+    /// Neither registration nor polling (the webhook route still answers a registered
+    /// webhook).
+    Off,
+}
+
+/// The Telegram bot's settings.
+#[derive(Debug, Clone)]
+pub struct BotSettings {
+    /// Public HTTPS URL of the webhook route, registered at start-up (`BOT_WEBHOOK_URL`).
+    pub webhook_url: Option<String>,
+    /// Expected `X-Telegram-Bot-Api-Secret-Token` (`BOT_WEBHOOK_SECRET`); derived from the
+    /// bot token when unset.
+    pub webhook_secret: Option<SecretString>,
+    /// Who `/help` names (`BOT_SUPPORT_CONTACT`).
+    pub support_contact: Option<String>,
+    /// Webhook, polling or off (`BOT_UPDATES`).
+    pub updates: BotUpdates,
+}
+
+/// Longest `BOT_SUPPORT_CONTACT`, in characters.
+pub const MAX_SUPPORT_CONTACT_CHARS: usize = 200;
+
 /// Every setting of a telcall server.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -175,12 +218,23 @@ pub struct Settings {
     pub host: String,
     /// Listen port (0 picks a free one).
     pub port: u16,
+    /// Separate internal listener for `/metrics`; when set, the main listener does not
+    /// serve `/metrics` (`METRICS_ADDR`, `host:port`).
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Database URL (may carry a password: log [`Settings::database_url_redacted`]).
     pub database_url: SecretString,
+    /// Whether `DATABASE_URL` was configured (environment or file), rather than
+    /// [`DEV_DATABASE_URL`] taken by default.
+    pub database_url_configured: bool,
     /// Pool size.
     pub db_max_connections: u32,
     /// Connect / acquire timeout.
     pub db_connect_timeout: Duration,
+    /// Redis shared by several instances (`REDIS_URL`; may carry a password). Unset: one
+    /// instance with in-memory tickets and rate limits.
+    pub redis_url: Option<SecretString>,
+    /// Prefix of every Redis key and channel (`REDIS_KEY_PREFIX`).
+    pub redis_key_prefix: String,
     /// Telegram bot token (initData HMAC key).
     pub bot_token: SecretString,
     /// Bot username without `@`.
@@ -209,14 +263,20 @@ pub struct Settings {
     pub webrtc: WebRtcSettings,
     /// Telegram Bot API base URL.
     pub telegram_api_base: String,
+    /// The Telegram bot (webhook, polling, `/help` contact).
+    pub bot: BotSettings,
     /// Active calls one user may organize.
     pub max_active_calls_per_user: usize,
+    /// Hard cap on one call in hours, counted from its creation (`MAX_CALL_DURATION_HOURS`).
+    pub max_call_duration_hours: u32,
     /// WebSocket limits.
     pub ws: WsSettings,
     /// Rate limits.
     pub rate_limits: RateLimits,
     /// Largest accepted JSON body, in bytes.
     pub max_body_size: usize,
+    /// Connection caps and the request-body deadline.
+    pub connections: ConnectionLimits,
     /// Interval of the expired-call sweeper.
     pub call_sweep_interval: Duration,
     /// How long shutdown waits for in-flight requests.
@@ -409,10 +469,9 @@ impl Settings {
             (None, true) => random_secret(),
             (None, false) => return Err(ConfigError::Missing("SECRET_KEY")),
         };
-        let database_url = match r.string("DATABASE_URL") {
-            Some(u) => u,
-            None => DEV_DATABASE_URL.to_owned(),
-        };
+        let configured_database_url = r.string("DATABASE_URL");
+        let database_url_configured = configured_database_url.is_some();
+        let database_url = configured_database_url.unwrap_or_else(|| DEV_DATABASE_URL.to_owned());
         if !["sqlite:", "postgres://", "postgresql://"]
             .iter()
             .any(|p| database_url.starts_with(p))
@@ -422,6 +481,19 @@ impl Settings {
                 reason: "must start with sqlite:, postgres:// or postgresql://".to_owned(),
             });
         }
+
+        let redis_url = r.string("REDIS_URL");
+        if let Some(url) = &redis_url
+            && !url.starts_with("redis://")
+        {
+            return Err(ConfigError::Invalid {
+                var: "REDIS_URL",
+                reason: "must start with redis://".to_owned(),
+            });
+        }
+        let redis_key_prefix = r
+            .string("REDIS_KEY_PREFIX")
+            .unwrap_or_else(|| telcall_redis::DEFAULT_KEY_PREFIX.to_owned());
 
         let cookie_samesite = match r.string("COOKIE_SAMESITE").map(|s| s.to_ascii_lowercase()) {
             None => CookieSameSite::Lax,
@@ -523,6 +595,8 @@ impl Settings {
             });
         }
 
+        let bot = read_bot_settings(&r)?;
+
         let log_format = match r.string("LOG_FORMAT").map(|s| s.to_ascii_lowercase()) {
             None => LogFormat::Text,
             Some(s) if s == "text" || s == "pretty" => LogFormat::Text,
@@ -550,7 +624,6 @@ impl Settings {
             });
         }
 
-        let max_call_duration_hours: u32 = r.positive("MAX_CALL_DURATION_HOURS", 12)?;
         let ticket_ttl = r.secs("WS_TICKET_TTL_SECONDS", 30)?;
         if ticket_ttl > Duration::from_secs(60) {
             return Err(ConfigError::Invalid {
@@ -561,18 +634,13 @@ impl Settings {
         let ws = WsSettings {
             max_participants_per_call: r.positive("MAX_PARTICIPANTS_PER_CALL", 30)?,
             max_message_size: r.positive("MAX_WEBSOCKET_MESSAGE_SIZE", 65_536)?,
-            // WS_MAX_CALL_DURATION_SECONDS (testing and operations) overrides the length
-            // only; the `call_ended` reason still names MAX_CALL_DURATION_HOURS.
-            max_call_duration: match r.string("WS_MAX_CALL_DURATION_SECONDS") {
-                Some(_) => r.secs("WS_MAX_CALL_DURATION_SECONDS", 1)?,
-                None => Duration::from_secs(u64::from(max_call_duration_hours) * 3600),
-            },
-            max_call_duration_hours,
             ping_interval: r.secs("WS_PING_INTERVAL_SECONDS", 20)?,
             idle_timeout: r.secs("WS_IDLE_TIMEOUT_SECONDS", 60)?,
             messages_per_second: r.positive("WS_MESSAGES_PER_SECOND", 50)?,
             message_burst: r.positive("WS_MESSAGE_BURST", 200)?,
             outbound_queue: r.positive("WS_OUTBOUND_QUEUE", 256)?,
+            outbound_queue_bytes: r.positive("WS_OUTBOUND_QUEUE_BYTES", 262_144)?,
+            max_connections_per_user: r.positive("WS_MAX_CONNECTIONS_PER_USER", 8)?,
             ticket_ttl,
         };
 
@@ -598,9 +666,21 @@ impl Settings {
         Ok(Self {
             host: r.string("HOST").unwrap_or_else(|| "127.0.0.1".to_owned()),
             port: r.parse("PORT", 8000)?,
+            metrics_addr: r
+                .string("METRICS_ADDR")
+                .map(|v| {
+                    v.parse().map_err(|_| ConfigError::Invalid {
+                        var: "METRICS_ADDR",
+                        reason: format!("{v:?} is not an address like 127.0.0.1:9100"),
+                    })
+                })
+                .transpose()?,
             database_url: SecretString::from(database_url),
+            database_url_configured,
             db_max_connections: r.positive("DB_MAX_CONNECTIONS", 10)?,
             db_connect_timeout: r.secs("DB_CONNECT_TIMEOUT_SECONDS", 5)?,
+            redis_url: redis_url.map(SecretString::from),
+            redis_key_prefix,
             bot_token: SecretString::from(bot_token),
             bot_username,
             secret_key: SecretString::from(secret_key),
@@ -622,10 +702,20 @@ impl Settings {
             debug,
             webrtc,
             telegram_api_base,
+            bot,
             max_active_calls_per_user: r.positive("MAX_ACTIVE_CALLS_PER_USER", 5)?,
+            max_call_duration_hours: r.positive(
+                "MAX_CALL_DURATION_HOURS",
+                telcall_domain::services::DEFAULT_MAX_CALL_DURATION_HOURS,
+            )?,
             ws,
             rate_limits,
             max_body_size: r.positive("MAX_BODY_SIZE", 65_536)?,
+            connections: ConnectionLimits {
+                max_connections: r.positive("MAX_CONNECTIONS", 10_000)?,
+                max_connections_per_ip: r.positive("MAX_CONNECTIONS_PER_IP", 100)?,
+                request_body_timeout: r.secs("REQUEST_BODY_TIMEOUT_SECONDS", 10)?,
+            },
             call_sweep_interval: r.secs("CALL_SWEEP_INTERVAL_SECONDS", 60)?,
             shutdown_timeout: r.secs("SHUTDOWN_TIMEOUT_SECONDS", 10)?,
             log_format,
@@ -637,13 +727,82 @@ impl Settings {
         telcall_persistence::redacted_url(self.database_url.expose_secret())
     }
 
+    /// Links into the Mini App (`BOT_USERNAME`, `MINI_APP_NAME`).
+    pub fn links(&self) -> telcall_telegram::MiniAppLinks {
+        telcall_telegram::MiniAppLinks::new(&self.bot_username, self.mini_app_name.as_deref())
+    }
+
     /// The Mini App link that opens `code`.
     pub fn join_url(&self, code: &str) -> String {
-        match &self.mini_app_name {
-            Some(app) => format!("https://t.me/{}/{app}?startapp={code}", self.bot_username),
-            None => format!("https://t.me/{}?startapp={code}", self.bot_username),
+        self.links().join_url(code)
+    }
+
+    /// The webhook secret Telegram must present: `BOT_WEBHOOK_SECRET`, else derived from
+    /// `BOT_TOKEN`.
+    pub fn webhook_secret(&self) -> telcall_telegram::WebhookSecret {
+        match &self.bot.webhook_secret {
+            // Validated when the settings were read.
+            Some(s) => telcall_telegram::WebhookSecret::new(s.expose_secret())
+                .unwrap_or_else(|_| telcall_telegram::WebhookSecret::derive(&self.bot_token)),
+            None => telcall_telegram::WebhookSecret::derive(&self.bot_token),
         }
     }
+}
+
+fn read_bot_settings(r: &Reader<'_>) -> Result<BotSettings, ConfigError> {
+    let webhook_url = r.string("BOT_WEBHOOK_URL");
+    if let Some(u) = &webhook_url {
+        let ok = url::Url::parse(u)
+            .map(|url| url.scheme() == "https" && url.host_str().is_some())
+            .unwrap_or(false);
+        if !ok {
+            return Err(ConfigError::Invalid {
+                var: "BOT_WEBHOOK_URL",
+                reason: "must be an https:// URL (Telegram delivers only over HTTPS)".to_owned(),
+            });
+        }
+    }
+    let webhook_secret = r.string("BOT_WEBHOOK_SECRET");
+    if let Some(secret) = &webhook_secret
+        && !telcall_telegram::secret::is_valid_secret(secret)
+    {
+        return Err(ConfigError::Invalid {
+            var: "BOT_WEBHOOK_SECRET",
+            reason: telcall_telegram::InvalidSecret.to_string(),
+        });
+    }
+    let support_contact = r.string("BOT_SUPPORT_CONTACT");
+    if let Some(c) = &support_contact
+        && (c.chars().count() > MAX_SUPPORT_CONTACT_CHARS || c.chars().any(char::is_control))
+    {
+        return Err(ConfigError::Invalid {
+            var: "BOT_SUPPORT_CONTACT",
+            reason: format!(
+                "must be at most {MAX_SUPPORT_CONTACT_CHARS} characters without control characters"
+            ),
+        });
+    }
+    let updates = match r.string("BOT_UPDATES").map(|s| s.to_ascii_lowercase()) {
+        None if webhook_url.is_some() => BotUpdates::Webhook,
+        None => BotUpdates::Off,
+        Some(s) => match s.as_str() {
+            "webhook" => BotUpdates::Webhook,
+            "polling" => BotUpdates::Polling,
+            "off" => BotUpdates::Off,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "BOT_UPDATES",
+                    reason: format!("{s:?} is not one of webhook, polling, off"),
+                });
+            }
+        },
+    };
+    Ok(BotSettings {
+        webhook_url,
+        webhook_secret: webhook_secret.map(SecretString::from),
+        support_contact,
+        updates,
+    })
 }
 
 fn validate_origin(origin: &str) -> Result<(), ConfigError> {
@@ -728,7 +887,11 @@ mod tests {
         assert!(s.cookie_secure);
         assert_eq!(s.ws.max_participants_per_call, 30);
         assert_eq!(s.max_active_calls_per_user, 5);
+        assert_eq!(s.max_call_duration_hours, 12);
         assert_eq!(s.ws.max_message_size, 65_536);
+        assert_eq!(s.connections.max_connections, 10_000);
+        assert_eq!(s.connections.max_connections_per_ip, 100);
+        assert_eq!(s.connections.request_body_timeout, Duration::from_secs(10));
         assert_eq!(s.join_url("abc"), "https://t.me/my_bot?startapp=abc");
     }
 
@@ -766,6 +929,10 @@ mod tests {
             ("RATE_LIMIT_ENABLED", "false"),
             ("CALL_SWEEP_INTERVAL_SECONDS", "10000000000000000000"),
             ("WS_PING_INTERVAL_SECONDS", "31536001"),
+            ("MAX_CONNECTIONS", "0"),
+            ("METRICS_ADDR", "localhost"),
+            ("MAX_CONNECTIONS_PER_IP", "-1"),
+            ("REQUEST_BODY_TIMEOUT_SECONDS", "0"),
         ] {
             let mut pairs = BASE.to_vec();
             pairs.retain(|(k, _)| *k != var);
@@ -830,6 +997,38 @@ mod tests {
         assert!(s.cors_allow_origins.allows("https://app.example.com"));
         assert!(s.cors_allow_origins.allows("https://web.telegram.org"));
         assert!(!s.cors_allow_origins.allows("https://evil.example.com"));
+    }
+
+    #[test]
+    fn bot_settings() {
+        let s = Settings::from_source(&src(&BASE), false).unwrap();
+        assert_eq!(s.bot.updates, BotUpdates::Off);
+        assert!(s.webhook_secret().is_derived());
+        let mut pairs = BASE.to_vec();
+        pairs.push((
+            "BOT_WEBHOOK_URL",
+            "https://calls.example.com/api/telegram/webhook",
+        ));
+        pairs.push(("BOT_WEBHOOK_SECRET", "my-Secret_1"));
+        let s = Settings::from_source(&src(&pairs), false).unwrap();
+        assert_eq!(s.bot.updates, BotUpdates::Webhook);
+        assert!(s.webhook_secret().verify(Some(b"my-Secret_1")));
+        assert!(!format!("{s:?}").contains("my-Secret_1"));
+        pairs.push(("BOT_UPDATES", "Polling"));
+        let s = Settings::from_source(&src(&pairs), false).unwrap();
+        assert_eq!(s.bot.updates, BotUpdates::Polling);
+        for (var, value) in [
+            ("BOT_WEBHOOK_URL", "http://calls.example.com/hook"),
+            ("BOT_WEBHOOK_URL", "not a url"),
+            ("BOT_WEBHOOK_SECRET", "has spaces in it"),
+            ("BOT_UPDATES", "sometimes"),
+        ] {
+            let mut pairs = BASE.to_vec();
+            pairs.push((var, value));
+            let err = Settings::from_source(&src(&pairs), false).unwrap_err();
+            assert!(err.to_string().contains(var), "{var}: {err}");
+            assert!(!err.to_string().contains("has spaces"), "{err}");
+        }
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! The one place where every error becomes an HTTP status and CONTRACT's
-//! `{"detail": "..."}` body. 5xx bodies are opaque; their cause chain is logged.
+//! `{"detail": "..."}` body: domain errors, storage errors, the auth crate's initData and
+//! token errors, WebSocket handshake errors and actix's body / query / path errors. 5xx
+//! bodies are opaque; a 5xx is logged here, once, with its cause chain (the request logger
+//! only records the status on the request's span).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
+use telcall_auth::{InitDataError, TokenError};
 use telcall_domain::{DomainError, RepoError};
 
 /// The JSON error body of every non-2xx response.
@@ -37,10 +41,12 @@ pub enum ApiError {
     /// 422 with this detail.
     #[error("{0}")]
     Unprocessable(String),
-    /// 503 "Database unavailable"; the cause is logged, never sent.
+    /// 503 "Database unavailable" (the database could not be reached or did not answer in
+    /// time); the cause is logged, never sent.
     #[error("database unavailable")]
     DatabaseUnavailable(#[source] RepoError),
-    /// 500; the cause is logged, never sent.
+    /// 500 "Internal server error": a bug or a failure the client cannot help (any other
+    /// storage error included); the cause is logged, never sent.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -53,13 +59,59 @@ impl ApiError {
             | DomainError::CallExpired
             | DomainError::CallNotAvailable
             | DomainError::FriendNotFound => Self::NotFound(err.to_string()),
-            DomainError::NotOrganizer => Self::Forbidden(err.to_string()),
+            DomainError::NotOrganizer | DomainError::NotParticipant => {
+                Self::Forbidden(err.to_string())
+            }
             DomainError::CallNoLongerActive
             | DomainError::CallCodeRequired
             | DomainError::CannotCallYourself => Self::BadRequest(err.to_string()),
             DomainError::UserNotFound => Self::Unauthorized(err.to_string()),
             DomainError::Invalid(msg) => Self::Unprocessable(msg),
-            DomainError::Storage(e) => Self::DatabaseUnavailable(e),
+            DomainError::Storage(e) => e.into(),
+        }
+    }
+
+    /// Maps the outcome of `POST /api/calls/join_by_code`: there, unlike on `GET`, a call
+    /// that exists but cannot be joined (expired, ended) is a 400, as CONTRACT says.
+    pub fn from_join(err: DomainError) -> Self {
+        match err {
+            DomainError::CallExpired | DomainError::CallNotAvailable => {
+                Self::BadRequest(err.to_string())
+            }
+            other => Self::from_domain(other),
+        }
+    }
+
+    /// Maps a refused WebSocket opening handshake (a plain GET, a missing or wrong upgrade
+    /// header): 400 with actix's text.
+    pub fn from_handshake(err: &actix_http::ws::HandshakeError) -> Self {
+        Self::BadRequest(err.to_string())
+    }
+}
+
+/// initData refusals: malformed requests (no hash, no or bad user) are 400; forged,
+/// expired or not even well-formed data is 401, answered with CONTRACT's text.
+impl From<InitDataError> for ApiError {
+    fn from(err: InitDataError) -> Self {
+        let detail = err.detail().to_owned();
+        match err {
+            InitDataError::MissingHash
+            | InitDataError::MissingSignature
+            | InitDataError::MissingUser
+            | InitDataError::InvalidUser => Self::BadRequest(detail),
+            _ => Self::Unauthorized(detail),
+        }
+    }
+}
+
+/// Session and ticket refusals are 401 ("Token has expired" / "Invalid token"); a failure
+/// of the server's own stores is a 500.
+impl From<TokenError> for ApiError {
+    fn from(err: TokenError) -> Self {
+        if err.is_server_error() {
+            Self::Internal(anyhow::Error::new(err).context("session verification failed"))
+        } else {
+            Self::Unauthorized(err.detail().to_owned())
         }
     }
 }
@@ -70,9 +122,14 @@ impl From<DomainError> for ApiError {
     }
 }
 
+/// An unreachable database is a 503; any other storage error is a bug (a constraint the
+/// domain should have checked, a query the schema does not fit) and a 500.
 impl From<RepoError> for ApiError {
     fn from(err: RepoError) -> Self {
-        Self::DatabaseUnavailable(err)
+        match err {
+            RepoError::Unavailable(_) => Self::DatabaseUnavailable(err),
+            other => Self::Internal(anyhow::Error::new(other)),
+        }
     }
 }
 
@@ -113,6 +170,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        // actix calls this once per failed request: the one log line of a 5xx.
         let detail = match self {
             Self::DatabaseUnavailable(_) => {
                 let mut chain = String::new();
@@ -120,9 +178,9 @@ impl ResponseError for ApiError {
                 tracing::error!(error = %chain, "database unavailable");
                 "Database unavailable".to_owned()
             }
-            Self::Internal(_) => {
+            Self::Internal(cause) => {
                 let mut chain = String::new();
-                let _ = error_chain_fmt(self, &mut chain);
+                let _ = error_chain_fmt(cause.as_ref(), &mut chain);
                 tracing::error!(error = %chain, "internal error");
                 "Internal server error".to_owned()
             }

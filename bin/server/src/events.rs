@@ -18,7 +18,8 @@ impl HubCallEvents {
     }
 }
 
-/// The signaling protocol's `call_ended` reason for a domain end reason.
+/// The signaling protocol's `call_ended` reason for a domain end reason: the one mapping,
+/// used by the hub events and by a session that finds its call ended.
 pub fn wire_reason(reason: EndReason) -> telcall_signaling::EndReason {
     match reason {
         EndReason::Ended => telcall_signaling::EndReason::Ended,

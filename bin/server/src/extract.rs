@@ -1,12 +1,13 @@
 //! Request extractors: [`CurrentUser`] (the signed-in user of every `/api/...` route) and
-//! [`ClientIp`] (the peer, or the forwarded address from a trusted proxy).
+//! [`JsonObject`] (a JSON body that must be an object); and [`client_ip`], the address rate
+//! limits and logs see (the peer, or the forwarded address from a trusted proxy).
 
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use ipnet::IpNet;
 use telcall_domain::User;
 
@@ -16,7 +17,8 @@ use crate::state::AppState;
 
 /// The signed-in user: cookie `access_token` first, else `Authorization: Bearer`.
 /// Missing → 401 "Not authenticated"; expired → "Token has expired"; otherwise bad →
-/// "Invalid token"; a deleted user → "User not found".
+/// "Invalid token" (a revoked session included); a deleted user → "User not found".
+/// The verified [`telcall_auth::SessionClaims`] are left in the request's extensions.
 #[derive(Debug, Clone)]
 pub struct CurrentUser(pub User);
 
@@ -27,32 +29,67 @@ impl FromRequest for CurrentUser {
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let token = request_token(req);
+        let req = req.clone();
         Box::pin(async move {
             let state =
                 state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("AppState missing")))?;
             let token =
                 token.ok_or_else(|| ApiError::Unauthorized("Not authenticated".to_owned()))?;
-            let claims = state.sessions.verify_session(&token).map_err(|e| {
-                if e.is_server_error() {
-                    ApiError::Internal(anyhow::anyhow!("session verification failed: {e}"))
-                } else {
-                    ApiError::Unauthorized(e.detail().to_owned())
-                }
-            })?;
-            let user = state
-                .repo
-                .find_user(claims.user_id)
-                .await?
-                .ok_or_else(|| ApiError::Unauthorized("User not found".to_owned()))?;
+            let claims = state
+                .sessions
+                .verify_live_session(&token, state.revocations.as_ref())
+                .await?;
+            let user = state.users.authenticate(claims.user_id).await?;
             tracing::Span::current().record("user", user.id);
+            // For handlers that need the session itself (tickets are bound to it).
+            req.extensions_mut().insert(claims);
             Ok(CurrentUser(user))
         })
     }
 }
 
-/// The client's IP address as rate limits and logs see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientIp(pub IpAddr);
+/// A JSON request body that must be a JSON object, read into `T`. Like `web::Json` (same
+/// size limit, `Content-Type` check and 413 / 415 / 422 answers), but a body that is valid
+/// JSON yet not an object (`[null, null]`, `7`) is refused with 422 instead of being read
+/// as a struct written positionally.
+#[derive(Debug)]
+pub struct JsonObject<T>(pub T);
+
+impl<T> JsonObject<T> {
+    /// The body.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for JsonObject<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> FromRequest for JsonObject<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = web::Json::<serde_json::Value>::from_request(req, payload);
+        Box::pin(async move {
+            let value = json.await?.into_inner();
+            if !value.is_object() {
+                return Err(ApiError::Unprocessable(
+                    "Invalid request body: expected a JSON object".to_owned(),
+                )
+                .into());
+            }
+            serde_json::from_value(value)
+                .map(JsonObject)
+                .map_err(|e| ApiError::Unprocessable(format!("Invalid request body: {e}")).into())
+        })
+    }
+}
 
 /// The client IP of `req`: the socket peer, unless the peer is a trusted proxy, in which
 /// case the right-most address of `X-Forwarded-For` that is not itself a trusted proxy.

@@ -7,10 +7,14 @@ use telcall_server::{Application, BuildOptions, Settings, telemetry};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // `migrate` needs only the database settings: the server's secrets may be absent.
+    // `migrate` and `import-legacy` need only the database settings and `bot` only the
+    // bot's: the server's other secrets may be absent.
     let dev = matches!(
         cli.command,
-        Command::Serve { dev: true, .. } | Command::Migrate { .. }
+        Command::Serve { dev: true, .. }
+            | Command::Migrate { .. }
+            | Command::ImportLegacy { .. }
+            | Command::Bot { .. }
     );
     let settings = match Settings::load(dev) {
         Ok(s) => s,
@@ -19,6 +23,15 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
+    let target = match &cli.command {
+        Command::Migrate { dev, .. } => telcall_server::cli::check_migrate_target(&settings, *dev),
+        Command::ImportLegacy { .. } => telcall_server::cli::check_import_target(&settings),
+        _ => Ok(()),
+    };
+    if let Err(e) = target {
+        eprintln!("telcall: configuration error: {e}");
+        std::process::exit(2);
+    }
     telemetry::init(settings.log_format, std::io::stdout);
     match cli.command {
         Command::Serve { migrate, .. } => {
@@ -33,6 +46,12 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             app.run_until_stopped().await
         }
-        Command::Migrate { action } => telcall_server::cli::migrate(&settings, action).await,
+        Command::Migrate { action, .. } => telcall_server::cli::migrate(&settings, action).await,
+        Command::ImportLegacy {
+            from,
+            dry_run,
+            batch,
+        } => telcall_server::import_legacy::run(&settings, &from, dry_run, batch).await,
+        Command::Bot { action } => telcall_server::cli::bot(&settings, action).await,
     }
 }

@@ -13,6 +13,7 @@ use actix_web::{HttpResponse, web};
 use utoipa::openapi::path::{
     HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn,
 };
+use utoipa::openapi::schema::{Array, ArrayBuilder, KnownFormat, Object, SchemaFormat, SchemaType};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
@@ -28,8 +29,12 @@ pub const OPENAPI_PATH: &str = "/api/openapi.json";
 pub const COOKIE_SCHEME: &str = "cookieAuth";
 /// Name of the security scheme for `Authorization: Bearer <jwt>`.
 pub const BEARER_SCHEME: &str = "bearerAuth";
+/// Name of the security scheme for Telegram's webhook secret header.
+pub const TELEGRAM_SECRET_SCHEME: &str = "telegramWebhookSecret";
 /// Name of the security scheme for the WebSocket subprotocol credential.
 pub const WS_SUBPROTOCOL_SCHEME: &str = "wsSubprotocol";
+
+use crate::routes::telegram::WEBHOOK_PATH;
 
 /// Path of the WebSocket signaling route, as the document spells it.
 pub const WS_PATH: &str = "/ws/calls/{call_id}";
@@ -94,10 +99,113 @@ On server shutdown every connection is closed with **1001**.
 pub enum CallStatusSchema {
     /// Joinable.
     Active,
-    /// Ended by its organizer (or replaced by a newer call of the same organizer).
+    /// Ended by its organizer, replaced by a newer call of the same organizer, or past the
+    /// maximum call duration.
     Ended,
-    /// Past its expiry time or maximum duration.
+    /// Past its expiry time.
     Expired,
+}
+
+/// The JSON Schema `pattern` of text that must not contain a control character (Unicode
+/// category Cc: U+0000–U+001F and U+007F–U+009F, what `char::is_control` finds).
+pub const NO_CONTROL_CHARACTERS: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
+
+/// The JSON Schema `pattern` of text with at least one character that is not whitespace
+/// (what is left after trimming is not empty).
+pub const NOT_BLANK: &str = r"\S";
+
+/// Schema of a call `title`: optional text, at most
+/// [`MAX_TITLE_CHARS`](telcall_domain::services::MAX_TITLE_CHARS) characters, no control
+/// characters.
+pub fn title_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(
+            [Type::String, Type::Null]
+                .into_iter()
+                .collect::<SchemaType>(),
+        )
+        .max_length(Some(telcall_domain::services::MAX_TITLE_CHARS))
+        .pattern(Some(NO_CONTROL_CHARACTERS))
+        .description(Some(
+            "Optional title: at most 255 characters, no control characters; blank means none.",
+        ))
+        .build()
+}
+
+/// Schema of the code `POST /api/calls/join_by_code` takes: not blank once trimmed, at most
+/// [`MAX_CODE_CHARS`](telcall_domain::services::MAX_CODE_CHARS) characters.
+pub fn join_code_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(telcall_domain::services::MAX_CODE_CHARS))
+        .pattern(Some(NOT_BLANK))
+        .description(Some(
+            "The call id, as shared in the link; surrounding whitespace is trimmed. A blank \
+             code is refused with 400 \"Call code is required\".",
+        ))
+        .build()
+}
+
+/// Schema of a 64-bit signed integer (an internal id), with its range spelled out.
+pub fn int64_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(i64::MIN))
+        .maximum(Some(i64::MAX))
+        .build()
+}
+
+/// Schema of a user's internal id in a request.
+pub fn user_id_schema() -> Object {
+    let mut schema = int64_schema();
+    schema.description = Some("Internal user id (`FriendResponse.id`).".to_owned());
+    schema
+}
+
+/// Schema of `friend_ids`: at most
+/// [`MAX_DELETE_IDS`](crate::routes::friends::MAX_DELETE_IDS) internal ids.
+pub fn friend_ids_schema() -> Array {
+    ArrayBuilder::new()
+        .items(int64_schema())
+        .max_items(Some(crate::routes::friends::MAX_DELETE_IDS))
+        .description(Some("Internal ids of the friends to remove (at most 500)."))
+        .build()
+}
+
+/// Schema of a page size: 1 to [`MAX_PAGE_SIZE`](telcall_domain::services::MAX_PAGE_SIZE),
+/// [`DEFAULT_PAGE_SIZE`](telcall_domain::services::DEFAULT_PAGE_SIZE) when omitted.
+pub fn page_limit_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(1))
+        .maximum(Some(telcall_domain::services::MAX_PAGE_SIZE))
+        .default(Some(telcall_domain::services::DEFAULT_PAGE_SIZE.into()))
+        .build()
+}
+
+/// Schema of a page offset: at least 0, 0 when omitted.
+pub fn page_offset_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(0))
+        .maximum(Some(i64::MAX))
+        .default(Some(0.into()))
+        .build()
+}
+
+/// Schema of the friend search text: at most
+/// [`MAX_SEARCH_CHARS`](telcall_domain::services::MAX_SEARCH_CHARS) characters, no control
+/// characters.
+pub fn friend_search_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(telcall_domain::services::MAX_SEARCH_CHARS))
+        .pattern(Some(NO_CONTROL_CHARACTERS))
+        .build()
 }
 
 /// The OpenAPI document of every HTTP route, plus the WebSocket route.
@@ -128,6 +236,7 @@ pub enum CallStatusSchema {
         crate::routes::stats::list_stats,
         crate::routes::stats::stats_summary,
         crate::routes::webrtc::webrtc_config,
+        crate::routes::telegram::webhook,
         openapi_json,
     ),
     components(schemas(crate::error::ErrorBody, CallStatusSchema)),
@@ -140,6 +249,7 @@ pub enum CallStatusSchema {
         (name = "call-stats", description = "Call quality reports"),
         (name = "config", description = "Client configuration (ICE servers)"),
         (name = "signaling", description = "The WebSocket signaling route"),
+        (name = "telegram", description = "Telegram bot updates (authenticated by the webhook secret)"),
         (name = "meta", description = "This document"),
     ),
 )]
@@ -170,12 +280,13 @@ pub async fn openapi_json() -> HttpResponse {
 
 /// Registers `GET /api/openapi.json`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(OPENAPI_PATH, web::get().to(openapi_json));
+    cfg.service(web::resource(OPENAPI_PATH).route(web::get().to(openapi_json)));
 }
 
 /// Whether the operation at `path` needs a session (cookie or bearer).
 fn needs_session(path: &str) -> bool {
-    (path.starts_with("/api/") && path != OPENAPI_PATH) || path == "/auth/ws-token"
+    (path.starts_with("/api/") && path != OPENAPI_PATH && path != WEBHOOK_PATH)
+        || path == "/auth/ws-token"
 }
 
 /// The operations of a path item, mutably.
@@ -259,7 +370,24 @@ impl Modify for SecurityAddon {
                  credential is a token from `GET /auth/ws-token` or a session JWT.",
             ))),
         );
+        components.add_security_scheme(
+            TELEGRAM_SECRET_SCHEME,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                telcall_telegram::secret::SECRET_HEADER,
+                "Telegram bot updates only: BOT_WEBHOOK_SECRET, or (when unset) the secret \
+                 derived from BOT_TOKEN that telcall registers with setWebhook.",
+            ))),
+        );
         for (path, item) in &mut openapi.paths.paths {
+            if path == WEBHOOK_PATH {
+                for op in operations_mut(item) {
+                    op.security = Some(vec![SecurityRequirement::new(
+                        TELEGRAM_SECRET_SCHEME,
+                        Vec::<String>::new(),
+                    )]);
+                }
+                continue;
+            }
             if !needs_session(path) {
                 continue;
             }
@@ -299,7 +427,8 @@ impl Modify for CommonResponses {
                 if database {
                     add_missing(op, "503", || error_response(""));
                 }
-                if op.request_body.is_some() {
+                // The webhook reads raw bytes: no Content-Type check, no JSON-shape 422.
+                if op.request_body.is_some() && path != WEBHOOK_PATH {
                     for status in ["413", "415", "422"] {
                         add_missing(op, status, || error_response(""));
                     }
@@ -336,6 +465,46 @@ fn default_description(status: &str) -> &'static str {
         .unwrap_or("Response")
 }
 
+/// The `Sec-WebSocket-Key` of an opening handshake: 16 bytes in canonical base64 (22
+/// characters, the last of them carrying 2 bits, then `==`), as the server checks it.
+pub const WEBSOCKET_KEY_PATTERN: &str = "^[A-Za-z0-9+/]{21}[AQgw]==$";
+
+/// The `Upgrade` header of an opening handshake names `websocket`, in any letter case.
+pub const UPGRADE_PATTERN: &str = "[Ww][Ee][Bb][Ss][Oo][Cc][Kk][Ee][Tt]";
+
+/// The `Connection` header of an opening handshake names `Upgrade`, in any letter case.
+pub const CONNECTION_PATTERN: &str = "[Uu][Pp][Gg][Rr][Aa][Dd][Ee]";
+
+/// A string schema with a pattern.
+fn pattern_schema(pattern: &str) -> RefOr<utoipa::openapi::schema::Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(pattern))
+        .into()
+}
+
+/// A required header parameter.
+fn required_header(
+    name: &str,
+    description: &str,
+    schema: RefOr<utoipa::openapi::schema::Schema>,
+) -> ParameterBuilder {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::True)
+        .description(Some(description))
+        .schema(Some(schema))
+}
+
+/// A string schema with one allowed value.
+fn enum_schema(value: &str) -> RefOr<utoipa::openapi::schema::Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some([value]))
+        .into()
+}
+
 /// Documents `GET /ws/calls/{call_id}`: a 101 upgrade, the subprotocol credential and the
 /// close codes.
 struct WebSocketRoute;
@@ -355,6 +524,28 @@ impl Modify for WebSocketRoute {
                     .description(Some("Public call id"))
                     .schema(Some(string_schema())),
             )
+            .parameter(required_header(
+                "Upgrade",
+                "`websocket` (any letter case): this is a WebSocket opening handshake \
+                 (RFC 6455)",
+                pattern_schema(UPGRADE_PATTERN),
+            ))
+            .parameter(required_header(
+                "Connection",
+                "`Upgrade` (any letter case), possibly beside other tokens, as in \
+                 `keep-alive, Upgrade`; not `close`",
+                pattern_schema(CONNECTION_PATTERN),
+            ))
+            .parameter(required_header(
+                "Sec-WebSocket-Version",
+                "`13`, the only version served",
+                enum_schema("13"),
+            ))
+            .parameter(required_header(
+                "Sec-WebSocket-Key",
+                "16 random bytes, base64-encoded (24 characters)",
+                pattern_schema(WEBSOCKET_KEY_PATTERN),
+            ))
             .parameter(
                 ParameterBuilder::new()
                     .name("Sec-WebSocket-Protocol")
@@ -391,7 +582,8 @@ impl Modify for WebSocketRoute {
             .response(
                 "400",
                 error_response(
-                    "Not a WebSocket upgrade request: \"WebSocket upgrade is expected\"",
+                    "Not a WebSocket opening handshake (a plain GET, or an upgrade header \
+                     missing or wrong), e.g. \"WebSocket upgrade is expected\"",
                 ),
             )
             .security(SecurityRequirement::new(

@@ -8,19 +8,17 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, web};
 use anyhow::Context;
 use secrecy::ExposeSecret;
-use telcall_domain::{CallPolicy, CallService, Clock, FriendService, StatsService, SystemClock};
+use telcall_domain::{
+    CallPolicy, CallService, Clock, FriendService, StatsService, SystemClock, UserService,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
 use crate::error::{detail_response, json_error_handler, path_error_handler, query_error_handler};
 use crate::events::HubCallEvents;
-use crate::notifier::TelegramNotifier;
 use crate::state::AppState;
 use crate::turn::TurnDirectory;
-
-/// WebSocket close code sent to every client on shutdown ("going away").
-pub const SHUTDOWN_CLOSE_CODE: u16 = 1001;
 
 /// How the application is assembled beyond its settings.
 #[derive(Clone)]
@@ -55,6 +53,7 @@ impl ShutdownHandle {
 pub struct Application {
     port: u16,
     server: Server,
+    metrics: Option<(std::net::SocketAddr, Server)>,
     state: AppState,
     store: telcall_persistence::SeaStore,
     shutdown_tx: watch::Sender<bool>,
@@ -102,6 +101,7 @@ impl Application {
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let state = build_state(settings.clone(), &store, options.clock.clone())?;
+        close_abandoned_stays(&state).await;
         let mut tasks = vec![
             crate::sweeper::spawn(
                 state.calls.clone(),
@@ -114,17 +114,40 @@ impl Application {
                 shutdown_rx.clone(),
             ),
         ];
+        // With several instances, a logout on another one closes this one's WebSockets too.
+        if state.redis.is_some() {
+            tasks.push(crate::ws::logout::spawn_revocation_watch(
+                state.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
         // Joins and leaves of WebSocket sessions, written in order off the relay path.
         tasks.extend(state.presence.spawn_worker(shutdown_rx.clone()));
+        // The bot: webhook registration or polling, never on the start-up path.
+        tasks.extend(crate::telegram::spawn_update_source(
+            &state,
+            shutdown_rx.clone(),
+        ));
 
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
         let server = http_server(state.clone(), listener)?;
         tracing::info!(host = %settings.host, port, debug = settings.debug, "telcall listening");
+        let metrics = match settings.metrics_addr {
+            None => None,
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .with_context(|| format!("cannot listen on METRICS_ADDR {addr}"))?;
+                let bound = listener.local_addr()?;
+                tracing::info!(addr = %bound, "metrics listening");
+                Some((bound, metrics_server(state.clone(), listener)?))
+            }
+        };
         Ok(Self {
             port,
             server,
+            metrics,
             state,
             store,
             shutdown_tx,
@@ -135,6 +158,11 @@ impl Application {
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The address of the `METRICS_ADDR` listener, when there is one.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(|(addr, _)| *addr)
     }
 
     /// The shared state (tests inspect the hub and the clock through it).
@@ -153,6 +181,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self {
             server,
+            metrics,
             state,
             store,
             shutdown_tx,
@@ -161,6 +190,10 @@ impl Application {
         } = self;
         let handle = server.handle();
         let mut server = tokio::spawn(server);
+        let metrics = metrics.map(|(_, metrics)| {
+            let handle = metrics.handle();
+            (handle, tokio::spawn(metrics))
+        });
         let mut shutdown_rx = shutdown_tx.subscribe();
         let stopped_early = tokio::select! {
             res = &mut server => Some(res),
@@ -173,11 +206,20 @@ impl Application {
         } else {
             tracing::info!("shutting down: closing WebSocket sessions");
             state.hub.close_all(
-                SHUTDOWN_CLOSE_CODE,
+                telcall_signaling::close::GOING_AWAY,
                 telcall_signaling::close::REASON_SHUTDOWN,
             );
             handle.stop(true).await;
             let _ = server.await;
+        }
+        // With several instances: this instance's members leave the shared roster, and the
+        // other instances tell their rooms.
+        if let Some(broker) = &state.broker {
+            broker.retire().await;
+        }
+        if let Some((handle, task)) = metrics {
+            handle.stop(true).await;
+            let _ = task.await;
         }
         let _ = shutdown_tx.send(true);
         for task in tasks {
@@ -191,6 +233,34 @@ impl Application {
     }
 }
 
+/// Closes the participant rows a previous run left open (it stopped without recording the
+/// leaves, e.g. killed): every room not held by a live instance. This instance holds none
+/// yet; with several instances the shared roster names the rooms the others hold, and when
+/// it cannot be read nothing is closed (rows of live rooms must stay open). A failure is
+/// logged: the rows stay open until their call ends.
+async fn close_abandoned_stays(state: &AppState) {
+    let mut live: std::collections::HashSet<String> = state.hub.room_codes().into_iter().collect();
+    if let Some(broker) = &state.broker {
+        match broker.live_rooms().await {
+            Ok(rooms) => live.extend(rooms),
+            Err(error) => {
+                tracing::warn!(%error, "Redis roster unavailable: participant stays left open by a previous run are kept");
+                return;
+            }
+        }
+    }
+    match state.calls.close_abandoned_stays(&live).await {
+        Ok(0) => {}
+        Ok(closed) => tracing::info!(
+            closed,
+            "closed participant stays left open by a previous run"
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "could not close participant stays left open by a previous run")
+        }
+    }
+}
+
 /// Builds the shared state on top of an open store.
 pub fn build_state(
     settings: Arc<Settings>,
@@ -198,11 +268,29 @@ pub fn build_state(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<AppState> {
     let repo: Arc<dyn telcall_domain::Repositories> = Arc::new(store.clone());
-    let hub = Arc::new(telcall_signaling::Hub::new(telcall_signaling::HubConfig {
+    let hub_config = telcall_signaling::HubConfig {
         max_participants: settings.ws.max_participants_per_call,
         outbound_capacity: settings.ws.outbound_queue,
+        outbound_bytes: settings.ws.outbound_queue_bytes,
+        max_connections_per_user: settings.ws.max_connections_per_user,
         max_message_size: settings.ws.max_message_size,
-    }));
+    };
+    let redis = connect_redis(&settings)?;
+    // With Redis, room events also reach the hubs of the other instances.
+    let broker = redis.as_ref().map(|redis| {
+        let instance = format!("{:016x}", rand::random::<u64>());
+        tracing::info!(instance = %instance, "room events shared through Redis");
+        telcall_redis::RedisBroker::start(redis.clone(), instance)
+    });
+    let hub_broker: Arc<dyn telcall_signaling::Broker> = match &broker {
+        Some(broker) => broker.clone(),
+        None => Arc::new(telcall_signaling::LocalBroker::new()),
+    };
+    let hub = Arc::new(telcall_signaling::Hub::with_clock(
+        hub_config,
+        hub_broker,
+        clock.clone(),
+    ));
     let events = Arc::new(HubCallEvents::new(hub.clone()));
     let calls = CallService::new(
         repo.clone(),
@@ -210,12 +298,34 @@ pub fn build_state(
         events,
         CallPolicy {
             max_active_calls_per_user: settings.max_active_calls_per_user,
+            max_call_duration_hours: settings.max_call_duration_hours,
             ..CallPolicy::default()
+        },
+    );
+    // One Bot API client (one base URL, one timeout) for notifications and the bot.
+    let bot_api =
+        telcall_telegram::BotApi::new(&settings.telegram_api_base, settings.bot_token.clone())?;
+    let users = UserService::new(repo.clone(), clock.clone());
+    let bot = telcall_telegram::Bot::new(
+        bot_api.clone(),
+        users.clone(),
+        calls.clone(),
+        telcall_telegram::BotConfig {
+            links: settings.links(),
+            support_contact: settings.bot.support_contact.clone(),
         },
     );
     let verifier = telcall_auth::InitDataVerifier::new(&settings.bot_token)
         .with_max_age(settings.init_data_max_age);
     let sessions = crate::auth::build_sessions(&settings)?;
+    let tickets: Arc<dyn telcall_auth::TicketStore> = match &redis {
+        Some(redis) => Arc::new(telcall_redis::RedisTicketStore::new(redis.clone())),
+        None => Arc::new(telcall_auth::MemoryTicketStore::new()),
+    };
+    let revocations: Arc<dyn telcall_auth::RevocationStore> = match &redis {
+        Some(redis) => Arc::new(telcall_redis::RedisRevocationStore::new(redis.clone())),
+        None => Arc::new(telcall_auth::MemoryRevocationStore::new()),
+    };
     Ok(AppState {
         presence: crate::ws::Presence::new(calls.clone(), crate::ws::presence::PRESENCE_QUEUE),
         friends: FriendService::new(repo.clone()),
@@ -223,43 +333,88 @@ pub fn build_state(
         calls,
         verifier: Arc::new(verifier),
         sessions: Arc::new(sessions),
-        tickets: Arc::new(telcall_auth::MemoryTicketStore::new()),
-        notifier: Arc::new(TelegramNotifier::new(
-            &settings.telegram_api_base,
-            settings.bot_token.clone(),
-        )?),
+        tickets,
+        redis,
+        broker,
+        revocations,
+        session_sockets: crate::ws::SessionSockets::default(),
+        notifier: Arc::new(telcall_telegram::TelegramNotifier::new(bot_api)),
+        bot: Arc::new(bot),
+        webhook_secret: Arc::new(settings.webhook_secret()),
+        users,
         hub,
         turn: Arc::new(TurnDirectory::new(&settings.webrtc)),
+        connections: crate::connections::ConnectionLimiter::new(
+            &settings.connections,
+            &settings.trusted_proxies,
+        ),
         repo,
         clock,
         settings,
     })
 }
 
+/// The Redis handle when `REDIS_URL` is set (connected lazily: the server starts while
+/// Redis is away, `/health/ready` says so, and operations reconnect when it returns).
+fn connect_redis(settings: &Settings) -> anyhow::Result<Option<telcall_redis::Redis>> {
+    let Some(url) = &settings.redis_url else {
+        return Ok(None);
+    };
+    let redis = telcall_redis::Redis::connect(
+        url.expose_secret(),
+        telcall_redis::RedisOptions {
+            key_prefix: settings.redis_key_prefix.clone(),
+            ..telcall_redis::RedisOptions::default()
+        },
+    )
+    .context("REDIS_URL")?;
+    tracing::info!(key_prefix = %settings.redis_key_prefix, "sharing tickets and rate limits through Redis");
+    Ok(Some(redis))
+}
+
+/// The internal listener of `METRICS_ADDR`: `/metrics` and nothing else.
+fn metrics_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> {
+    let data = web::Data::new(state);
+    let server = actix_web::HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(crate::routes::health::configure_metrics)
+            .default_service(web::to(not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
 fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> {
-    use crate::middleware::{Limit, RateLimits};
+    use crate::middleware::RateLimits;
     use actix_web::middleware::from_fn;
 
     let settings = state.settings.clone();
     let data = web::Data::new(state);
     // Built once, outside the worker factory: every worker counts in the same buckets.
-    let limits = RateLimits::new(&settings)?;
+    let limits = RateLimits::new(&settings, data.redis.clone())?;
+    let limits_data = web::Data::new(limits);
+    let connections = data.connections.clone();
+    let with_metrics = settings.metrics_addr.is_none();
     let server = actix_web::HttpServer::new(move || {
         // Layer order: see `crate::middleware` (the last `wrap` is the outermost).
         App::new()
             .wrap(from_fn(crate::middleware::csrf_guard))
-            .wrap(limits.layer(Limit::DefaultPerMinute))
-            .wrap(limits.layer(Limit::CallsPerHour))
-            .wrap(limits.layer(Limit::CallsPerMinute))
-            .wrap(limits.layer(Limit::SignInPerHour))
-            .wrap(limits.layer(Limit::SignInPerMinute))
+            .wrap(from_fn(crate::middleware::rate_limit::rate_limits))
+            .wrap(from_fn(crate::middleware::body_deadline))
             .wrap(crate::middleware::cors(&data.settings))
+            .wrap(from_fn(crate::middleware::cors_only_for_allowed_origins))
             .wrap(from_fn(crate::middleware::json_error_bodies))
             .wrap(crate::middleware::security_headers(&data.settings))
             .wrap(tracing_actix_web::TracingLogger::<
                 crate::middleware::RequestSpans,
             >::new())
             .app_data(data.clone())
+            .app_data(limits_data.clone())
             .app_data(
                 web::JsonConfig::default()
                     .limit(data.settings.max_body_size)
@@ -267,9 +422,11 @@ fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server>
             )
             .app_data(web::QueryConfig::default().error_handler(query_error_handler))
             .app_data(web::PathConfig::default().error_handler(path_error_handler))
-            .configure(crate::routes::configure)
+            .configure(|cfg| crate::routes::configure(cfg, with_metrics))
             .default_service(web::to(not_found))
     })
+    // Connection caps, applied when a connection is accepted, before any HTTP is read.
+    .on_connect(move |conn, data| connections.on_connect(conn, data))
     .disable_signals()
     .shutdown_timeout(settings.shutdown_timeout.as_secs())
     .listen(listener)?

@@ -86,6 +86,9 @@ impl TurnUri {
             let (h, after) = v6
                 .split_once(']')
                 .ok_or_else(|| err("unclosed IPv6 bracket"))?;
+            if h.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(err("brackets must hold an IPv6 address"));
+            }
             let port = match after {
                 "" => None,
                 p => Some(
@@ -100,10 +103,13 @@ impl TurnUri {
                 None => (hostport.to_owned(), None),
             }
         };
+        // An IPv6 literal needs brackets: without them its colons would be read as the port
+        // separator, so outside brackets a host has no colon.
         if host.is_empty()
-            || !host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'))
+            || (!hostport.starts_with('[')
+                && !host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
         {
             return Err(err("missing or malformed host"));
         }

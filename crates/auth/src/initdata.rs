@@ -47,12 +47,12 @@ pub const TELEGRAM_TEST_PUBLIC_KEY_HEX: &str =
 
 /// Why an initData string was refused.
 ///
-/// Every variant maps to one of the CONTRACT's `POST /auth/telegram` answers through
-/// [`detail`](Self::detail) and [`status_code`](Self::status_code). Input that is not even
-/// well-formed ([`TooLarge`](Self::TooLarge), [`DuplicateKey`](Self::DuplicateKey),
-/// [`InvalidAuthDate`](Self::InvalidAuthDate)) cannot be authenticated and is answered like a
-/// forged hash: 401 "Invalid initData hash". The `Display` text of those variants is more precise
-/// and meant for logs.
+/// Every variant has the CONTRACT's `detail` text of its `POST /auth/telegram` answer
+/// ([`detail`](Self::detail)); which HTTP status goes with it is the server's business.
+/// Input that is not even well-formed ([`TooLarge`](Self::TooLarge),
+/// [`DuplicateKey`](Self::DuplicateKey), [`InvalidAuthDate`](Self::InvalidAuthDate)) cannot be
+/// authenticated and is answered like a forged hash ("Invalid initData hash"). The `Display`
+/// text of those variants is more precise and meant for logs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InitDataError {
@@ -110,21 +110,6 @@ impl InitDataError {
             Self::Expired => "initData is too old",
             Self::MissingUser => "Missing user payload in initData",
             Self::InvalidUser => "Invalid user payload",
-        }
-    }
-
-    /// The CONTRACT HTTP status for this error: 400 or 401.
-    pub fn status_code(&self) -> u16 {
-        match self {
-            Self::MissingHash | Self::MissingSignature | Self::MissingUser | Self::InvalidUser => {
-                400
-            }
-            Self::TooLarge { .. }
-            | Self::DuplicateKey { .. }
-            | Self::InvalidHash
-            | Self::InvalidSignature
-            | Self::InvalidAuthDate
-            | Self::Expired => 401,
         }
     }
 
@@ -591,31 +576,25 @@ mod tests {
     }
 
     #[test]
-    fn error_mapping_matches_contract() {
+    fn error_details_match_contract() {
         use InitDataError::*;
         let cases = [
-            (MissingHash, 400, "Missing hash in initData"),
-            (InvalidHash, 401, "Invalid initData hash"),
-            (Expired, 401, "initData is too old"),
-            (MissingUser, 400, "Missing user payload in initData"),
-            (InvalidUser, 400, "Invalid user payload"),
+            (MissingHash, "Missing hash in initData"),
+            (InvalidHash, "Invalid initData hash"),
+            (Expired, "initData is too old"),
+            (MissingUser, "Missing user payload in initData"),
+            (InvalidUser, "Invalid user payload"),
             (
                 TooLarge {
                     len: 9000,
                     max: 8192,
                 },
-                401,
                 "Invalid initData hash",
             ),
-            (
-                DuplicateKey { key: "a".into() },
-                401,
-                "Invalid initData hash",
-            ),
-            (InvalidAuthDate, 401, "Invalid initData hash"),
+            (DuplicateKey { key: "a".into() }, "Invalid initData hash"),
+            (InvalidAuthDate, "Invalid initData hash"),
         ];
-        for (err, status, detail) in cases {
-            assert_eq!(err.status_code(), status, "{err:?}");
+        for (err, detail) in cases {
             assert_eq!(err.detail(), detail, "{err:?}");
         }
     }

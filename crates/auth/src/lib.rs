@@ -6,12 +6,18 @@
 //! - [`InitDataVerifier`] checks the `initData` string a Mini App sends, with the bot token
 //!   (HMAC-SHA256, constant-time comparison, `auth_date` freshness), and returns the typed
 //!   [`TelegramUser`]. [`ThirdPartyVerifier`] checks Telegram's Ed25519 `signature` instead,
-//!   with only the bot id and Telegram's public key. Errors ([`InitDataError`]) carry the HTTP
-//!   status and the exact `detail` text to answer with.
+//!   with only the bot id and Telegram's public key. Errors ([`InitDataError`]) are typed and
+//!   carry the exact `detail` text to answer with; which HTTP status goes with each is left
+//!   to the server.
 //! - [`Sessions`] issues and verifies HS256-pinned JWTs (`sub`, `iat`, `exp`, `iss`, `aud`,
 //!   `jti`, `typ`, optional `fp`), and short-lived WebSocket tickets (`typ = "ws"`) that
 //!   are accepted once, recorded in a [`TicketStore`] ([`MemoryTicketStore`] for one instance).
 //!   Session tokens and tickets are not interchangeable.
+//! - Logout revokes a session's `jti` in a [`RevocationStore`] ([`MemoryRevocationStore`]
+//!   for one instance, bounded by the tokens' remaining lifetime):
+//!   [`Sessions::verify_live_session`] and [`Sessions::verify_live_ws_credential`] then
+//!   refuse it, and the tickets issued from it ([`Sessions::issue_ws_ticket_for`] records
+//!   the session as the ticket's `sid`).
 //! - Every time-dependent call has an `*_at(…, now)` twin taking unix seconds, for tests.
 //! - Secrets are taken as [`SecretString`] and never appear in `Debug` output.
 //!
@@ -34,10 +40,11 @@
 //! let verified = verifier.verify_at(&init_data, now)?;
 //! assert_eq!(verified.user.id, 279058397);
 //!
-//! // A forged string is refused with the CONTRACT answer.
+//! // A forged string is refused, with the CONTRACT's text.
 //! let forged = init_data.replace("Ada", "Eve");
 //! let err = verifier.verify_at(&forged, now).unwrap_err();
-//! assert_eq!((err.status_code(), err.detail()), (401, "Invalid initData hash"));
+//! assert_eq!(err, telcall_auth::InitDataError::InvalidHash);
+//! assert_eq!(err.detail(), "Invalid initData hash");
 //!
 //! // Session for internal user 7, bound to this initData.
 //! let sessions = Sessions::new(
@@ -59,6 +66,7 @@
 
 mod clock;
 pub mod initdata;
+pub mod revocation;
 pub mod session;
 pub mod ticket;
 
@@ -66,6 +74,9 @@ pub use initdata::{
     DEFAULT_MAX_AGE, InitDataError, InitDataVerifier, InvalidPublicKey, MAX_FUTURE_SKEW_SECS,
     MAX_INIT_DATA_LEN, TELEGRAM_PRODUCTION_PUBLIC_KEY_HEX, TELEGRAM_TEST_PUBLIC_KEY_HEX,
     TelegramUser, ThirdPartyVerifier, VerifiedInitData, sign_init_data,
+};
+pub use revocation::{
+    DEFAULT_REVOCATION_STORE_CAPACITY, MemoryRevocationStore, RevocationStore, RevocationStoreError,
 };
 pub use secrecy::{ExposeSecret, SecretString};
 pub use session::{

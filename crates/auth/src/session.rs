@@ -16,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::unix_now;
+use crate::revocation::{RevocationStore, RevocationStoreError};
 use crate::ticket::{TicketStore, TicketStoreError};
 
 /// Minimum length of the signing secret in bytes (the HS256 output size, RFC 7518 §3.2).
@@ -80,6 +81,9 @@ pub enum TokenError {
     /// The ticket store failed; the ticket is refused (fail closed).
     #[error("ticket store failed: {0}")]
     Store(#[from] TicketStoreError),
+    /// The revocation store failed; the token is refused (fail closed).
+    #[error("revocation store failed: {0}")]
+    Revocations(#[from] RevocationStoreError),
     /// Signing failed (should not happen with an HMAC key).
     #[error("could not sign token: {0}")]
     Signing(String),
@@ -107,6 +111,8 @@ pub enum InvalidReason {
     WrongType,
     /// A WebSocket ticket that was already used.
     AlreadyUsed,
+    /// The session was revoked (logged out), or the ticket came from a revoked session.
+    Revoked,
 }
 
 impl fmt::Display for InvalidReason {
@@ -121,6 +127,7 @@ impl fmt::Display for InvalidReason {
             Self::IssuedInFuture => "issued in the future",
             Self::WrongType => "wrong token type",
             Self::AlreadyUsed => "ticket already used",
+            Self::Revoked => "revoked",
         })
     }
 }
@@ -132,18 +139,16 @@ impl TokenError {
         match self {
             Self::Expired => "Token has expired",
             Self::Invalid(_) => "Invalid token",
-            Self::Store(_) | Self::Signing(_) => "Internal server error",
+            Self::Store(_) | Self::Revocations(_) | Self::Signing(_) => "Internal server error",
         }
-    }
-
-    /// HTTP status: 401 for the client's fault, 500 when the server failed.
-    pub fn status_code(&self) -> u16 {
-        if self.is_server_error() { 500 } else { 401 }
     }
 
     /// Whether the failure is on the server side (ticket store, signing), not the token.
     pub fn is_server_error(&self) -> bool {
-        matches!(self, Self::Store(_) | Self::Signing(_))
+        matches!(
+            self,
+            Self::Store(_) | Self::Revocations(_) | Self::Signing(_)
+        )
     }
 }
 
@@ -197,6 +202,8 @@ pub struct TicketClaims {
     pub expires_at: i64,
     /// `jti`, the single-use id.
     pub ticket_id: String,
+    /// `sid`: the `jti` of the session the ticket was issued from, when known.
+    pub session_id: Option<String>,
 }
 
 /// Which kind of credential opened a WebSocket.
@@ -210,7 +217,7 @@ pub enum CredentialKind {
 }
 
 /// The identity behind a WebSocket handshake credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WsIdentity {
     /// Internal user id.
@@ -219,6 +226,9 @@ pub struct WsIdentity {
     pub kind: CredentialKind,
     /// When the credential expires, unix seconds.
     pub expires_at: i64,
+    /// The session behind it: the session token's `jti`, or a ticket's `sid`. Revoking it
+    /// should close the connection.
+    pub session_id: Option<String>,
 }
 
 /// Settings for [`Sessions`]. Start from `SessionConfig::default()`.
@@ -319,6 +329,9 @@ struct RawClaims {
     typ: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fp: Option<String>,
+    /// On tickets: the `jti` of the session they were issued from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
 }
 
 impl Sessions {
@@ -414,7 +427,84 @@ impl Sessions {
 
     /// [`issue_ws_ticket`](Self::issue_ws_ticket) at unix time `now`.
     pub fn issue_ws_ticket_at(&self, user_id: i64, now: i64) -> Result<IssuedToken, TokenError> {
-        self.issue(user_id, TYP_WS, None, self.ws_ticket_ttl_secs, now)
+        self.issue_with(user_id, TYP_WS, None, None, self.ws_ticket_ttl_secs, now)
+    }
+
+    /// Issues a single-use WebSocket ticket for the session `session` (its `jti` becomes the
+    /// ticket's `sid`): revoking the session also refuses the ticket, and the WebSocket it
+    /// opens belongs to the session.
+    pub fn issue_ws_ticket_for(&self, session: &SessionClaims) -> Result<IssuedToken, TokenError> {
+        self.issue_ws_ticket_for_at(session, unix_now())
+    }
+
+    /// [`issue_ws_ticket_for`](Self::issue_ws_ticket_for) at unix time `now`.
+    pub fn issue_ws_ticket_for_at(
+        &self,
+        session: &SessionClaims,
+        now: i64,
+    ) -> Result<IssuedToken, TokenError> {
+        self.issue_with(
+            session.user_id,
+            TYP_WS,
+            None,
+            Some(&session.token_id),
+            self.ws_ticket_ttl_secs,
+            now,
+        )
+    }
+
+    /// Verifies a session token and refuses it when its `jti` is revoked in `revocations`
+    /// (`Invalid(Revoked)`, answered "Invalid token").
+    pub async fn verify_live_session(
+        &self,
+        token: &str,
+        revocations: &dyn RevocationStore,
+    ) -> Result<SessionClaims, TokenError> {
+        let claims = self.verify_session(token)?;
+        if revocations.is_revoked(&claims.token_id).await? {
+            return Err(TokenError::Invalid(InvalidReason::Revoked));
+        }
+        Ok(claims)
+    }
+
+    /// Revokes the session `claims` came from (logout): remembered until the token would
+    /// expire, leeway included.
+    pub async fn revoke_session(
+        &self,
+        claims: &SessionClaims,
+        revocations: &dyn RevocationStore,
+    ) -> Result<(), TokenError> {
+        revocations
+            .revoke(
+                &claims.token_id,
+                claims.expires_at.saturating_add(LEEWAY_SECS),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// [`verify_ws_credential`](Self::verify_ws_credential), refusing a session token whose
+    /// `jti`, or a ticket whose `sid`, is revoked in `revocations`. The revocation is checked
+    /// before a ticket is consumed.
+    pub async fn verify_live_ws_credential(
+        &self,
+        token: &str,
+        tickets: &dyn TicketStore,
+        revocations: &dyn RevocationStore,
+    ) -> Result<WsIdentity, TokenError> {
+        let now = unix_now();
+        let (_, claims) = self.decode(token, "", now)?;
+        let session_id = if claims.typ == TYP_SESSION {
+            Some(claims.jti.as_str())
+        } else {
+            claims.sid.as_deref()
+        };
+        if let Some(sid) = session_id
+            && revocations.is_revoked(sid).await?
+        {
+            return Err(TokenError::Invalid(InvalidReason::Revoked));
+        }
+        self.verify_ws_credential_at(token, tickets, now).await
     }
 
     /// Verifies a WebSocket ticket (not a session token) and marks it used in `store`.
@@ -463,6 +553,7 @@ impl Sessions {
                 user_id,
                 kind: CredentialKind::Session,
                 expires_at: claims.exp,
+                session_id: Some(claims.jti),
             })
         } else {
             let ticket = self.consume(claims, user_id, store).await?;
@@ -470,6 +561,7 @@ impl Sessions {
                 user_id,
                 kind: CredentialKind::WsTicket,
                 expires_at: ticket.expires_at,
+                session_id: ticket.session_id,
             })
         }
     }
@@ -479,6 +571,18 @@ impl Sessions {
         user_id: i64,
         typ: &str,
         fp: Option<&str>,
+        ttl_secs: i64,
+        now: i64,
+    ) -> Result<IssuedToken, TokenError> {
+        self.issue_with(user_id, typ, fp, None, ttl_secs, now)
+    }
+
+    fn issue_with(
+        &self,
+        user_id: i64,
+        typ: &str,
+        fp: Option<&str>,
+        sid: Option<&str>,
         ttl_secs: i64,
         now: i64,
     ) -> Result<IssuedToken, TokenError> {
@@ -492,6 +596,7 @@ impl Sessions {
             jti: random_id(),
             typ: typ.to_owned(),
             fp: fp.map(str::to_owned),
+            sid: sid.map(str::to_owned),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| TokenError::Signing(e.to_string()))?;
@@ -550,6 +655,7 @@ impl Sessions {
             issued_at: claims.iat,
             expires_at: claims.exp,
             ticket_id: claims.jti,
+            session_id: claims.sid,
         })
     }
 }
@@ -673,10 +779,7 @@ mod tests {
             TokenError::Invalid(InvalidReason::Signature).detail(),
             "Invalid token"
         );
-        assert_eq!(TokenError::Expired.status_code(), 401);
-        assert_eq!(
-            TokenError::Store(TicketStoreError::Full { capacity: 1 }).status_code(),
-            500
-        );
+        assert!(!TokenError::Expired.is_server_error());
+        assert!(TokenError::Store(TicketStoreError::Full { capacity: 1 }).is_server_error());
     }
 }

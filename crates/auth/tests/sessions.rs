@@ -10,8 +10,8 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::{Sha256, Sha512};
 use telcall_auth::{
-    ConfigError, CredentialKind, InvalidReason, LEEWAY_SECS, MemoryTicketStore, SecretString,
-    SessionConfig, Sessions, TicketStore, TokenError,
+    ConfigError, CredentialKind, InvalidReason, LEEWAY_SECS, MemoryRevocationStore,
+    MemoryTicketStore, SecretString, SessionConfig, Sessions, TicketStore, TokenError,
 };
 
 const SECRET: &str = "test-secret-key-that-is-32-bytes";
@@ -73,7 +73,7 @@ fn expired_session() {
         .unwrap_err();
     assert!(matches!(err, TokenError::Expired));
     assert_eq!(err.detail(), "Token has expired");
-    assert_eq!(err.status_code(), 401);
+    assert!(!err.is_server_error());
 }
 
 #[test]
@@ -331,4 +331,54 @@ async fn ticket_store_failure_fails_closed() {
     let err = s.verify_ws_ticket(&second, &store).await.unwrap_err();
     assert!(matches!(err, TokenError::Store(_)), "{err:?}");
     assert!(err.is_server_error());
+}
+
+#[tokio::test]
+async fn a_revoked_session_and_its_tickets_are_refused() {
+    let s = sessions();
+    let tickets = MemoryTicketStore::new();
+    let revocations = MemoryRevocationStore::new();
+    let session = s.issue_session(8, None).unwrap();
+    let other = s.issue_session(8, None).unwrap();
+    let claims = s
+        .verify_live_session(&session.token, &revocations)
+        .await
+        .unwrap();
+    let ticket = s.issue_ws_ticket_for(&claims).unwrap();
+    let spare_ticket = s.issue_ws_ticket_for(&claims).unwrap();
+    let id = s
+        .verify_live_ws_credential(&ticket.token, &tickets, &revocations)
+        .await
+        .unwrap();
+    assert_eq!(id.session_id.as_deref(), Some(claims.token_id.as_str()));
+
+    s.revoke_session(&claims, &revocations).await.unwrap();
+    for err in [
+        s.verify_live_session(&session.token, &revocations)
+            .await
+            .unwrap_err(),
+        s.verify_live_ws_credential(&session.token, &tickets, &revocations)
+            .await
+            .unwrap_err(),
+        s.verify_live_ws_credential(&spare_ticket.token, &tickets, &revocations)
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(err, TokenError::Invalid(InvalidReason::Revoked)),
+            "{err}"
+        );
+        assert_eq!(err.detail(), "Invalid token");
+    }
+    // The refused ticket was not consumed; the other session is untouched.
+    assert_eq!(tickets.len(), 1);
+    assert!(
+        s.verify_live_session(&other.token, &revocations)
+            .await
+            .is_ok()
+    );
+    // Remembered as long as the token could be accepted, no longer.
+    assert_eq!(revocations.len(), 1);
+    assert!(revocations.is_revoked_at(&claims.token_id, session.expires_at + LEEWAY_SECS));
+    assert!(!revocations.is_revoked_at(&claims.token_id, session.expires_at + LEEWAY_SECS + 1));
 }

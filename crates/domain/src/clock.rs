@@ -1,8 +1,6 @@
 //! The clock seam: every time-dependent rule asks a [`Clock`] instead of the system time.
 
-use std::sync::Mutex;
-
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + 'static {
@@ -20,22 +18,25 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to; for tests of expiry and other time rules.
+/// A clock that only moves when told to; for tests of expiry and other time rules
+/// (feature `test-util`).
+#[cfg(feature = "test-util")]
 #[derive(Debug)]
 pub struct ManualClock {
-    now: Mutex<DateTime<Utc>>,
+    now: std::sync::Mutex<DateTime<Utc>>,
 }
 
+#[cfg(feature = "test-util")]
 impl ManualClock {
     /// A clock standing at `start`.
     pub fn new(start: DateTime<Utc>) -> Self {
         Self {
-            now: Mutex::new(start),
+            now: std::sync::Mutex::new(start),
         }
     }
 
     /// Moves the clock forward (or backward, with a negative duration).
-    pub fn advance(&self, by: Duration) {
+    pub fn advance(&self, by: chrono::Duration) {
         let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
         *now += by;
     }
@@ -46,6 +47,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(feature = "test-util")]
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.now.lock().unwrap_or_else(|e| e.into_inner())

@@ -50,14 +50,39 @@ impl User {
 pub struct UserProfile {
     /// Telegram's user id (the upsert key).
     pub telegram_user_id: i64,
-    /// Username, already validated (see [`crate::username::sanitize_username`]).
+    /// Username, already validated (see [`UserProfile::from_telegram`]).
     pub username: Option<String>,
-    /// First name.
+    /// First name, without control characters.
     pub first_name: Option<String>,
-    /// Last name.
+    /// Last name, without control characters.
     pub last_name: Option<String>,
     /// Photo URL.
     pub photo_url: Option<String>,
+}
+
+impl UserProfile {
+    /// The profile of a Telegram user as Telegram reported it, normalised: a username that
+    /// breaks the username rule is dropped, names lose control characters and are cut to
+    /// [`crate::username::MAX_NAME_CHARS`], a photo URL with control characters or
+    /// whitespace, or longer than [`crate::username::MAX_PHOTO_URL_LEN`], is dropped (see
+    /// [`crate::username`]). Every path that stores a Telegram user builds its profile here,
+    /// the import of the older backend's users included.
+    pub fn from_telegram(
+        telegram_user_id: i64,
+        username: Option<&str>,
+        first_name: Option<&str>,
+        last_name: Option<&str>,
+        photo_url: Option<&str>,
+    ) -> Self {
+        use crate::username::{clean_name, clean_photo_url, sanitize_username};
+        Self {
+            telegram_user_id,
+            username: sanitize_username(username),
+            first_name: clean_name(first_name),
+            last_name: clean_name(last_name),
+            photo_url: clean_photo_url(photo_url),
+        }
+    }
 }
 
 /// Lifecycle state of a call.
@@ -131,6 +156,27 @@ impl CallCode {
         Self(code.into())
     }
 
+    /// Longest code storage can hold (the column's width); generated codes are shorter.
+    pub const MAX_STORED_LEN: usize = 32;
+
+    /// Whether `code` could name a stored call: 1 to [`Self::MAX_STORED_LEN`] characters of
+    /// the URL-safe alphabet (`A-Z a-z 0-9 - _`). Anything else — a NUL byte, a space, a
+    /// slash, a 300-character string — names no call, so it is "not found" without asking
+    /// storage.
+    ///
+    /// ```
+    /// use telcall_domain::CallCode;
+    /// assert!(CallCode::is_well_formed(CallCode::generate().as_str()));
+    /// assert!(CallCode::is_well_formed("abc-DEF_123"));
+    /// assert!(!CallCode::is_well_formed("a\u{0}b"));
+    /// assert!(!CallCode::is_well_formed(""));
+    /// assert!(!CallCode::is_well_formed(&"a".repeat(33)));
+    /// ```
+    pub fn is_well_formed(code: &str) -> bool {
+        (1..=Self::MAX_STORED_LEN).contains(&code.len())
+            && code.bytes().all(|b| Self::ALPHABET.contains(&b))
+    }
+
     /// The code as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -172,6 +218,15 @@ impl Call {
         now >= self.expires_at
     }
 
+    /// Whether a call may last no longer than `cap` and that much time has passed at `now`
+    /// since it was created (whatever its stored status, and however often its room
+    /// emptied and filled again).
+    pub fn is_past_duration_cap(&self, now: DateTime<Utc>, cap: chrono::Duration) -> bool {
+        self.created_at
+            .checked_add_signed(cap)
+            .is_some_and(|end| now >= end)
+    }
+
     /// Whether `user` may end this call.
     pub fn can_be_ended_by(&self, user: UserId) -> bool {
         self.creator_id == user
@@ -183,7 +238,7 @@ impl Call {
     }
 }
 
-/// Input of [`crate::CallRepository::create`].
+/// Input of [`crate::CallRepository::create_call`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCall {
     /// Public id.
@@ -215,19 +270,6 @@ pub struct Participant {
     pub left_at: Option<DateTime<Utc>>,
 }
 
-/// A directed friendship: `user_id` shared a call with `friend_id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FriendLink {
-    /// Owner of the link.
-    pub user_id: UserId,
-    /// The friend.
-    pub friend_id: UserId,
-    /// Most recent shared call.
-    pub last_call_at: DateTime<Utc>,
-    /// First shared call.
-    pub created_at: DateTime<Utc>,
-}
-
 /// A friend as listed to a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Friend {
@@ -248,7 +290,8 @@ pub struct FriendQuery {
     pub offset: u64,
 }
 
-/// Quality figures one participant reported for a call.
+/// Quality figures one participant reported for a call. Packet counts are integers, read
+/// from any integral JSON number (`2613` or `2613.0`, see [`crate::wire`]).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CallStatsInput {
     /// Seconds in the call.
@@ -256,16 +299,20 @@ pub struct CallStatsInput {
     /// Audio bitrate.
     pub audio_bitrate_kbps: Option<f64>,
     /// Audio packets lost.
+    #[serde(default, deserialize_with = "crate::wire::option_i64")]
     pub audio_packets_lost: Option<i64>,
     /// Audio packets sent.
+    #[serde(default, deserialize_with = "crate::wire::option_i64")]
     pub audio_packets_sent: Option<i64>,
     /// Audio jitter.
     pub audio_jitter_ms: Option<f64>,
     /// Video bitrate.
     pub video_bitrate_kbps: Option<f64>,
     /// Video packets lost.
+    #[serde(default, deserialize_with = "crate::wire::option_i64")]
     pub video_packets_lost: Option<i64>,
     /// Video packets sent.
+    #[serde(default, deserialize_with = "crate::wire::option_i64")]
     pub video_packets_sent: Option<i64>,
     /// Video frame rate.
     pub video_frame_rate: Option<f64>,
@@ -275,52 +322,96 @@ pub struct CallStatsInput {
     pub rtt_ms: Option<f64>,
 }
 
+/// The inclusive range a numeric figure of a report must fall in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FigureBound {
+    /// The field's wire name.
+    pub name: &'static str,
+    /// Whether the field is an integer (packet counts) rather than a number.
+    pub integer: bool,
+    /// Largest accepted value (the smallest is 0).
+    pub maximum: f64,
+}
+
 impl CallStatsInput {
-    /// Largest accepted floating-point figure (anything bigger is nonsense, not a measurement).
-    pub const MAX_FIGURE: f64 = 1e12;
+    /// Bounds of every numeric figure, in field order. The maxima are far above anything a
+    /// real call produces (a call lives at most a day) and keep any sum of a call's reports
+    /// far inside a 64-bit integer.
+    pub const BOUNDS: [FigureBound; 10] = [
+        FigureBound::number("duration_seconds", 604_800.0),
+        FigureBound::number("audio_bitrate_kbps", 10_000.0),
+        FigureBound::integer("audio_packets_lost", 1_000_000_000.0),
+        FigureBound::integer("audio_packets_sent", 1_000_000_000.0),
+        FigureBound::number("audio_jitter_ms", 60_000.0),
+        FigureBound::number("video_bitrate_kbps", 100_000.0),
+        FigureBound::integer("video_packets_lost", 1_000_000_000.0),
+        FigureBound::integer("video_packets_sent", 1_000_000_000.0),
+        FigureBound::number("video_frame_rate", 1_000.0),
+        FigureBound::number("rtt_ms", 60_000.0),
+    ];
     /// Longest accepted `video_resolution`.
     pub const MAX_RESOLUTION_LEN: usize = 32;
 
-    /// Checks that every figure is finite and non-negative; returns the first bad field.
+    /// The numeric figures as numbers, in the order of [`Self::BOUNDS`].
+    #[allow(clippy::cast_precision_loss)]
+    fn numeric_figures(&self) -> [Option<f64>; 10] {
+        let int = |v: Option<i64>| v.map(|v| v as f64);
+        [
+            self.duration_seconds,
+            self.audio_bitrate_kbps,
+            int(self.audio_packets_lost),
+            int(self.audio_packets_sent),
+            self.audio_jitter_ms,
+            self.video_bitrate_kbps,
+            int(self.video_packets_lost),
+            int(self.video_packets_sent),
+            self.video_frame_rate,
+            self.rtt_ms,
+        ]
+    }
+
+    /// Checks every figure against [`Self::BOUNDS`] (finite, 0 to the maximum) and
+    /// `video_resolution` (at most [`Self::MAX_RESOLUTION_LEN`] characters, no control
+    /// characters); returns the message for the first bad field.
     pub fn validate(&self) -> Result<(), String> {
-        let floats = [
-            ("duration_seconds", self.duration_seconds),
-            ("audio_bitrate_kbps", self.audio_bitrate_kbps),
-            ("audio_jitter_ms", self.audio_jitter_ms),
-            ("video_bitrate_kbps", self.video_bitrate_kbps),
-            ("video_frame_rate", self.video_frame_rate),
-            ("rtt_ms", self.rtt_ms),
-        ];
-        for (name, value) in floats {
-            if value.is_some_and(|v| !(0.0..=Self::MAX_FIGURE).contains(&v)) {
+        for (bound, value) in Self::BOUNDS.iter().zip(self.numeric_figures()) {
+            if value.is_some_and(|v| !(0.0..=bound.maximum).contains(&v)) {
                 return Err(format!(
-                    "{name} must be a finite number between 0 and {}",
-                    Self::MAX_FIGURE
+                    "{} must be between 0 and {}",
+                    bound.name, bound.maximum
                 ));
             }
         }
-        let ints = [
-            ("audio_packets_lost", self.audio_packets_lost),
-            ("audio_packets_sent", self.audio_packets_sent),
-            ("video_packets_lost", self.video_packets_lost),
-            ("video_packets_sent", self.video_packets_sent),
-        ];
-        for (name, value) in ints {
-            if value.is_some_and(|v| v < 0) {
-                return Err(format!("{name} must not be negative"));
+        if let Some(resolution) = &self.video_resolution {
+            if resolution.chars().count() > Self::MAX_RESOLUTION_LEN {
+                return Err(format!(
+                    "video_resolution must be at most {} characters",
+                    Self::MAX_RESOLUTION_LEN
+                ));
+            }
+            if resolution.chars().any(char::is_control) {
+                return Err("video_resolution must not contain control characters".to_owned());
             }
         }
-        if self
-            .video_resolution
-            .as_ref()
-            .is_some_and(|r| r.chars().count() > Self::MAX_RESOLUTION_LEN)
-        {
-            return Err(format!(
-                "video_resolution must be at most {} characters",
-                Self::MAX_RESOLUTION_LEN
-            ));
-        }
         Ok(())
+    }
+}
+
+impl FigureBound {
+    const fn number(name: &'static str, maximum: f64) -> Self {
+        Self {
+            name,
+            integer: false,
+            maximum,
+        }
+    }
+
+    const fn integer(name: &'static str, maximum: f64) -> Self {
+        Self {
+            name,
+            integer: true,
+            maximum,
+        }
     }
 }
 
@@ -344,7 +435,7 @@ pub struct CallStats {
 /// Aggregate of every stats row of one call.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CallStatsSummary {
-    /// Number of rows.
+    /// Number of distinct people who reported.
     pub participant_count: u64,
     /// Mean of `duration_seconds` over rows that have it.
     pub avg_duration_seconds: Option<f64>,

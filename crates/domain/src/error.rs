@@ -35,6 +35,9 @@ pub enum DomainError {
     /// Someone other than the organizer tried to end the call.
     #[error("Only the organizer can end the call")]
     NotOrganizer,
+    /// Someone who took no part in a call asked for or sent its statistics.
+    #[error("Only participants of the call can access its statistics")]
+    NotParticipant,
     /// An empty join code.
     #[error("Call code is required")]
     CallCodeRequired,

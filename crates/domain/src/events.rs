@@ -1,8 +1,6 @@
 //! Effects of call changes on the world outside storage: the signaling rooms
 //! ([`CallEvents`]) and Telegram notifications ([`CallNotifier`]).
 
-use std::sync::Mutex;
-
 use async_trait::async_trait;
 
 use crate::entities::{Call, CallCode, User};
@@ -29,20 +27,14 @@ pub trait CallEvents: Send + Sync + 'static {
     fn call_ended(&self, code: &CallCode, reason: EndReason);
 }
 
-/// A [`CallEvents`] that ignores everything.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoopCallEvents;
-
-impl CallEvents for NoopCallEvents {
-    fn call_ended(&self, _code: &CallCode, _reason: EndReason) {}
-}
-
-/// A [`CallEvents`] that remembers what it was told; for tests.
+/// A [`CallEvents`] that remembers what it was told; for tests (feature `test-util`).
+#[cfg(feature = "test-util")]
 #[derive(Debug, Default)]
 pub struct RecordingCallEvents {
-    events: Mutex<Vec<(CallCode, EndReason)>>,
+    events: std::sync::Mutex<Vec<(CallCode, EndReason)>>,
 }
 
+#[cfg(feature = "test-util")]
 impl RecordingCallEvents {
     /// Everything recorded so far, oldest first.
     pub fn events(&self) -> Vec<(CallCode, EndReason)> {
@@ -53,6 +45,7 @@ impl RecordingCallEvents {
     }
 }
 
+#[cfg(feature = "test-util")]
 impl CallEvents for RecordingCallEvents {
     fn call_ended(&self, code: &CallCode, reason: EndReason) {
         self.events

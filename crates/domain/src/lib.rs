@@ -12,15 +12,20 @@ pub mod events;
 pub mod repo;
 pub mod services;
 pub mod username;
+pub mod users;
+pub mod wire;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+#[cfg(feature = "test-util")]
+pub use clock::ManualClock;
+pub use clock::{Clock, SystemClock};
 pub use entities::*;
 pub use error::{DomainError, RepoError};
-pub use events::{
-    CallEvents, CallNotifier, EndReason, NoopCallEvents, NotifyError, RecordingCallEvents,
-};
+#[cfg(feature = "test-util")]
+pub use events::RecordingCallEvents;
+pub use events::{CallEvents, CallNotifier, EndReason, NotifyError};
 pub use repo::{
     CallRepository, CallStatsRepository, FriendRepository, HealthCheck, ParticipantRepository,
     Repositories, UserRepository,
 };
 pub use services::{CallPolicy, CallService, FriendService, StatsService};
+pub use users::{TelegramAccount, UserService};

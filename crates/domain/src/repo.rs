@@ -23,6 +23,11 @@ pub trait UserRepository: Send + Sync {
     ) -> Result<User, RepoError>;
     /// The user with this internal id.
     async fn find_user(&self, id: UserId) -> Result<Option<User>, RepoError>;
+    /// The user with this Telegram id.
+    async fn find_user_by_telegram_id(
+        &self,
+        telegram_user_id: i64,
+    ) -> Result<Option<User>, RepoError>;
 }
 
 /// Calls.
@@ -47,6 +52,13 @@ pub trait CallRepository: Send + Sync {
     /// Marks every active call whose `expires_at` is at or before `now` as `expired`, in one
     /// statement, and returns the calls it changed.
     async fn expire_due_calls(&self, now: DateTime<Utc>) -> Result<Vec<Call>, RepoError>;
+    /// Marks every active call created at or before `created_by` as `ended` at `now`, in one
+    /// statement, and returns the calls it changed (the maximum call duration).
+    async fn end_calls_created_by(
+        &self,
+        created_by: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Call>, RepoError>;
 }
 
 /// Who was in which call and when.
@@ -66,8 +78,23 @@ pub trait ParticipantRepository: Send + Sync {
         user: UserId,
         at: DateTime<Utc>,
     ) -> Result<u64, RepoError>;
+    /// Continues the user's latest stay in the call when it is still open or ended at or
+    /// after `since` (its `left_at` is cleared), instead of a new row for a reconnect.
+    /// `None` when there is no such stay (record a new join then).
+    async fn continue_stay(
+        &self,
+        call: CallId,
+        user: UserId,
+        since: DateTime<Utc>,
+    ) -> Result<Option<Participant>, RepoError>;
+    /// Sets `left_at` to `at` on every open stay in the call. Returns how many were closed.
+    async fn close_open_stays(&self, call: CallId, at: DateTime<Utc>) -> Result<u64, RepoError>;
+    /// The calls that have at least one open stay (`left_at` unset).
+    async fn calls_with_open_stays(&self) -> Result<Vec<Call>, RepoError>;
     /// Every stay in the call, oldest first.
     async fn list_participants(&self, call: CallId) -> Result<Vec<Participant>, RepoError>;
+    /// Whether `user` has any stay recorded in the call.
+    async fn has_participated(&self, call: CallId, user: UserId) -> Result<bool, RepoError>;
 }
 
 /// Friend links (people who shared a call).
@@ -96,15 +123,17 @@ pub trait FriendRepository: Send + Sync {
 /// Call quality statistics.
 #[async_trait]
 pub trait CallStatsRepository: Send + Sync {
-    /// Stores one report.
-    async fn insert_stats(
+    /// Stores the user's report for the call, replacing the one they sent before (one row
+    /// per user and call; the row keeps its id, `at` becomes its `created_at`).
+    async fn upsert_stats(
         &self,
         call: &Call,
         user: UserId,
         figures: &CallStatsInput,
         at: DateTime<Utc>,
     ) -> Result<CallStats, RepoError>;
-    /// Aggregates every report of a call.
+    /// Aggregates every report of a call; never fails on large figures (sums are computed
+    /// without integer overflow on every backend).
     async fn summarize_stats(&self, call: CallId) -> Result<CallStatsSummary, RepoError>;
     /// The user's own reports, newest first.
     async fn list_stats_by_user(

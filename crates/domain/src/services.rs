@@ -21,6 +21,14 @@ pub const MAX_TITLE_CHARS: usize = 255;
 pub const MAX_CODE_CHARS: usize = 255;
 /// Largest friend-listing and stats-listing page.
 pub const MAX_PAGE_SIZE: u64 = 100;
+/// Friend-listing and stats-listing page size when the client names none.
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+/// Longest friend search text, in characters.
+pub const MAX_SEARCH_CHARS: usize = 255;
+/// Default of [`CallPolicy::max_call_duration_hours`] (`MAX_CALL_DURATION_HOURS`).
+pub const DEFAULT_MAX_CALL_DURATION_HOURS: u32 = 12;
+/// Default of [`CallPolicy::rejoin_window`]: two minutes.
+pub const DEFAULT_REJOIN_WINDOW_SECONDS: i64 = 120;
 /// Attempts at drawing an unused call code before giving up.
 const CODE_ATTEMPTS: usize = 5;
 
@@ -31,6 +39,35 @@ pub struct CallPolicy {
     pub call_lifetime: Duration,
     /// Active calls one user may organize; one more ends the oldest.
     pub max_active_calls_per_user: usize,
+    /// A user who rejoins a call within this long of leaving continues the same stay
+    /// (participant row) instead of starting a new one.
+    pub rejoin_window: Duration,
+    /// Hard cap on a call, in hours, counted from its creation: once it has passed the
+    /// call is ended (its room gets `call_ended`) and can no longer be joined, however
+    /// often its room emptied meanwhile (`MAX_CALL_DURATION_HOURS`).
+    pub max_call_duration_hours: u32,
+}
+
+impl CallPolicy {
+    /// [`CallPolicy::max_call_duration_hours`] as a duration.
+    pub fn max_call_duration(&self) -> Duration {
+        Duration::hours(i64::from(self.max_call_duration_hours))
+    }
+
+    /// How an active call must be finished at `now`, if its time is up: past its lifetime
+    /// it expires, past the duration cap it is ended.
+    fn overdue(&self, call: &Call, now: DateTime<Utc>) -> Option<(CallStatus, EndReason)> {
+        if call.is_past_expiry(now) {
+            Some((CallStatus::Expired, EndReason::Expired))
+        } else if call.is_past_duration_cap(now, self.max_call_duration()) {
+            Some((
+                CallStatus::Ended,
+                EndReason::MaxDuration(self.max_call_duration_hours),
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 impl Default for CallPolicy {
@@ -38,6 +75,8 @@ impl Default for CallPolicy {
         Self {
             call_lifetime: Duration::hours(24),
             max_active_calls_per_user: 5,
+            rejoin_window: Duration::seconds(DEFAULT_REJOIN_WINDOW_SECONDS),
+            max_call_duration_hours: DEFAULT_MAX_CALL_DURATION_HOURS,
         }
     }
 }
@@ -77,7 +116,7 @@ impl CallService {
     ) -> Result<Call, DomainError> {
         let title = normalize_title(title)?;
         let now = self.clock.now();
-        let _ = self.enforce_active_limit(creator, now, None).await?;
+        self.enforce_active_limit(creator, now, None).await?;
         let mut last_conflict = None;
         for _ in 0..CODE_ATTEMPTS {
             let new = NewCall {
@@ -93,11 +132,19 @@ impl CallService {
                     // Concurrent creations all passed the check above before any of them
                     // was stored; trimming again once this call is stored keeps the user at
                     // the limit (the request that looks last sees every new call). Under
-                    // such a burst the new call itself may be the oldest surplus one.
-                    let own = self
+                    // such a burst the new call itself may be one of the oldest surplus
+                    // ones, ended here or by a concurrent creation: then the answer is its
+                    // stored state, not the `active` it was created with.
+                    if self
                         .enforce_active_limit(creator, now, Some(call.id))
-                        .await?;
-                    return Ok(own.unwrap_or(call));
+                        .await?
+                    {
+                        return Ok(call);
+                    }
+                    return self
+                        .find_call(call.code.as_str())
+                        .await?
+                        .ok_or(DomainError::CallNotFound);
                 }
                 Err(RepoError::Conflict(e)) => last_conflict = Some(RepoError::Conflict(e)),
                 Err(e) => return Err(e.into()),
@@ -111,39 +158,34 @@ impl CallService {
     /// Ends the creator's oldest active calls so that, with the call being created, they
     /// stay within the limit: before it is stored (`created` is `None`), one more must fit;
     /// after (`created` is its id), the stored ones must fit. Always the oldest go, so the
-    /// newest calls survive whatever the interleaving of concurrent creations. Returns the
-    /// created call when it was ended here. Active calls already past their expiry are
-    /// marked expired and do not count.
+    /// newest calls survive whatever the interleaving of concurrent creations. Returns
+    /// whether the created call is still active afterwards (it may have been ended here, or
+    /// already by a concurrent creation; always `true` without one). Active calls already
+    /// past their expiry or the duration cap are finished as such and do not count.
     async fn enforce_active_limit(
         &self,
         creator: UserId,
         now: DateTime<Utc>,
         created: Option<CallId>,
-    ) -> Result<Option<Call>, DomainError> {
+    ) -> Result<bool, DomainError> {
         let mut live = Vec::new();
         for call in self.repo.list_active_calls_by_creator(creator).await? {
-            if call.is_past_expiry(now) {
-                self.finish(&call, CallStatus::Expired, EndReason::Expired, now)
-                    .await?;
-            } else {
-                live.push(call);
+            match self.policy.overdue(&call, now) {
+                Some((status, reason)) => {
+                    self.finish(&call, status, reason, now).await?;
+                }
+                None => live.push(call),
             }
         }
         let max = self.policy.max_active_calls_per_user.max(1);
         let count = live.len() + usize::from(created.is_none());
-        let mut own = None;
-        if count > max {
-            live.sort_by_key(|c| (c.created_at, c.id));
-            for call in live.iter().take(count - max) {
-                let ended = self
-                    .finish(call, CallStatus::Ended, EndReason::ActiveLimit, now)
-                    .await?;
-                if Some(call.id) == created {
-                    own = ended;
-                }
-            }
+        live.sort_by_key(|c| (c.created_at, c.id));
+        let surplus = count.saturating_sub(max);
+        for call in live.iter().take(surplus) {
+            self.finish(call, CallStatus::Ended, EndReason::ActiveLimit, now)
+                .await?;
         }
-        Ok(own)
+        Ok(created.is_none_or(|id| live.iter().skip(surplus).any(|c| c.id == id)))
     }
 
     /// Moves an active call to `status` and tells its room. `None` when it was no longer
@@ -158,37 +200,41 @@ impl CallService {
         let updated = self.repo.set_call_status(call.id, status, now).await?;
         if updated.is_some() {
             self.events.call_ended(&call.code, reason);
+            // Nobody is in an ended call: stays nobody closed (a friend call nobody
+            // joined, a leave not yet written) end with it.
+            self.repo.close_open_stays(call.id, now).await?;
         }
         Ok(updated)
     }
 
+    /// The call with this code (see [`find_call_by_code`]).
+    async fn find_call(&self, code: &str) -> Result<Option<Call>, RepoError> {
+        find_call_by_code(self.repo.as_ref(), code).await
+    }
+
     /// Loads a call and brings its stored status up to date: an active call past its
-    /// expiry is marked `expired` (and its room told).
+    /// expiry is marked `expired`, one past the duration cap `ended` (and its room told).
     async fn load_fresh(&self, code: &str) -> Result<Call, DomainError> {
         let call = self
-            .repo
-            .find_call_by_code(code)
+            .find_call(code)
             .await?
             .ok_or(DomainError::CallNotFound)?;
         let now = self.clock.now();
-        if call.status == CallStatus::Active && call.is_past_expiry(now) {
-            if let Some(expired) = self
-                .finish(&call, CallStatus::Expired, EndReason::Expired, now)
-                .await?
-            {
-                return Ok(expired);
+        let overdue = (call.status == CallStatus::Active)
+            .then(|| self.policy.overdue(&call, now))
+            .flatten();
+        if let Some((status, reason)) = overdue {
+            if let Some(finished) = self.finish(&call, status, reason, now).await? {
+                return Ok(finished);
             }
             // Finished concurrently: answer with what is stored now.
-            return self
-                .repo
-                .find_call_by_code(code)
-                .await?
-                .ok_or(DomainError::CallNotFound);
+            return self.find_call(code).await?.ok_or(DomainError::CallNotFound);
         }
         Ok(call)
     }
 
-    /// A call that can be joined now, or why not: `CallNotFound`, `CallExpired` (marking it
+    /// A call that can be joined now (`GET /api/calls/{id}`, the WebSocket handshake), or
+    /// why not: `CallNotFound`, `CallExpired` (marking it
     /// expired if needed) or `CallNotAvailable` (ended).
     pub async fn joinable_call(&self, code: &str) -> Result<Call, DomainError> {
         let call = self.load_fresh(code).await?;
@@ -197,11 +243,6 @@ impl CallService {
             CallStatus::Expired => Err(DomainError::CallExpired),
             CallStatus::Ended => Err(DomainError::CallNotAvailable),
         }
-    }
-
-    /// `GET /api/calls/{id}`: the call if it is still joinable.
-    pub async fn get_call(&self, code: &str) -> Result<Call, DomainError> {
-        self.joinable_call(code).await
     }
 
     /// `POST /api/calls/join_by_code`: the trimmed code must name a joinable call.
@@ -220,8 +261,7 @@ impl CallService {
     /// expired is returned as `expired`; one no longer active is refused.
     pub async fn end_call(&self, user: UserId, code: &str) -> Result<Call, DomainError> {
         let call = self
-            .repo
-            .find_call_by_code(code)
+            .find_call(code)
             .await?
             .ok_or(DomainError::CallNotFound)?;
         if !call.can_be_ended_by(user) {
@@ -240,26 +280,6 @@ impl CallService {
         };
         // `None`: another request or the sweeper finished it between the read and the write.
         finished.ok_or(DomainError::CallNoLongerActive)
-    }
-
-    /// Ends the call with `code` because a limit was reached (for example the maximum call
-    /// duration), whoever organizes it. Returns the ended call, or `None` when it was not
-    /// active any more.
-    pub async fn end_for_limit(
-        &self,
-        code: &str,
-        reason: EndReason,
-    ) -> Result<Option<Call>, DomainError> {
-        let call = self
-            .repo
-            .find_call_by_code(code)
-            .await?
-            .ok_or(DomainError::CallNotFound)?;
-        if call.status != CallStatus::Active {
-            return Ok(None);
-        }
-        let now = self.clock.now();
-        self.finish(&call, CallStatus::Ended, reason, now).await
     }
 
     /// `POST /api/calls/friend`: creates a call from `caller` to `friend` — someone `caller`
@@ -294,14 +314,63 @@ impl CallService {
     /// Marks every call whose lifetime passed as expired and tells their rooms. Returns
     /// the calls it expired.
     pub async fn expire_due(&self) -> Result<Vec<Call>, DomainError> {
-        let expired = self.repo.expire_due_calls(self.clock.now()).await?;
+        let now = self.clock.now();
+        let expired = self.repo.expire_due_calls(now).await?;
         for call in &expired {
             self.events.call_ended(&call.code, EndReason::Expired);
+        }
+        for call in &expired {
+            self.repo
+                .close_open_stays(call.id, call.ended_at.unwrap_or(now))
+                .await?;
         }
         Ok(expired)
     }
 
+    /// Ends every active call created [`CallPolicy::max_call_duration_hours`] ago or
+    /// earlier (one statement, so with several instances each call is ended by exactly one)
+    /// and tells their rooms (`call_ended` with the maximum-duration reason). Returns the
+    /// calls it ended.
+    pub async fn end_overlong(&self) -> Result<Vec<Call>, DomainError> {
+        let now = self.clock.now();
+        // A cap reaching past the calendar's start ends nothing.
+        let Some(created_by) = now.checked_sub_signed(self.policy.max_call_duration()) else {
+            return Ok(Vec::new());
+        };
+        let ended = self.repo.end_calls_created_by(created_by, now).await?;
+        let reason = EndReason::MaxDuration(self.policy.max_call_duration_hours);
+        for call in &ended {
+            self.events.call_ended(&call.code, reason);
+        }
+        for call in &ended {
+            self.repo
+                .close_open_stays(call.id, call.ended_at.unwrap_or(now))
+                .await?;
+        }
+        Ok(ended)
+    }
+
+    /// Closes the open stays of every call whose room no live instance holds (`live`
+    /// holds the call codes of the rooms that are live anywhere): after a crash nobody
+    /// recorded those leaves. Each is closed at the best known time: when the call ended,
+    /// else now or its expiry, whichever came first. Returns how many stays were closed.
+    pub async fn close_abandoned_stays(&self, live: &HashSet<String>) -> Result<u64, DomainError> {
+        let now = self.clock.now();
+        let mut closed = 0;
+        for call in self.repo.calls_with_open_stays().await? {
+            if live.contains(call.code.as_str()) {
+                continue;
+            }
+            let at = call.ended_at.unwrap_or_else(|| now.min(call.expires_at));
+            closed += self.repo.close_open_stays(call.id, at).await?;
+        }
+        Ok(closed)
+    }
+
     /// Records that `user` joined the call's room, and links them with everyone else in it.
+    /// A user back within [`CallPolicy::rejoin_window`] of leaving (a reconnect), or still
+    /// recorded in the call (a friend call records both users up front), continues that
+    /// stay.
     pub async fn participant_joined(
         &self,
         call: &Call,
@@ -309,7 +378,15 @@ impl CallService {
         others: &[UserId],
     ) -> Result<(), DomainError> {
         let now = self.clock.now();
-        self.repo.record_join(call.id, user, now).await?;
+        let since = now - self.policy.rejoin_window;
+        if self
+            .repo
+            .continue_stay(call.id, user, since)
+            .await?
+            .is_none()
+        {
+            self.repo.record_join(call.id, user, now).await?;
+        }
         if !others.is_empty() {
             let mut everyone: Vec<UserId> = others.to_vec();
             everyone.push(user);
@@ -327,11 +404,23 @@ impl CallService {
     }
 }
 
+/// The call with this public code; a code that cannot name a call (see
+/// [`CallCode::is_well_formed`]) is simply not found, without a storage round trip.
+async fn find_call_by_code(repo: &dyn Repositories, code: &str) -> Result<Option<Call>, RepoError> {
+    if !CallCode::is_well_formed(code) {
+        return Ok(None);
+    }
+    repo.find_call_by_code(code).await
+}
+
 fn normalize_title(title: Option<String>) -> Result<Option<String>, DomainError> {
     match title {
         Some(t) if t.chars().count() > MAX_TITLE_CHARS => Err(DomainError::Invalid(format!(
             "title must be at most {MAX_TITLE_CHARS} characters"
         ))),
+        Some(t) if t.chars().any(char::is_control) => Err(DomainError::Invalid(
+            "title must not contain control characters".to_owned(),
+        )),
         Some(t) if t.trim().is_empty() => Ok(None),
         other => Ok(other),
     }
@@ -359,6 +448,15 @@ impl FriendService {
             return Err(DomainError::Invalid(format!(
                 "limit must be between 1 and {MAX_PAGE_SIZE}"
             )));
+        }
+        if query
+            .search
+            .as_deref()
+            .is_some_and(|s| s.chars().any(char::is_control))
+        {
+            return Err(DomainError::Invalid(
+                "query must not contain control characters".to_owned(),
+            ));
         }
         let mut query = query.clone();
         query.search = query
@@ -401,7 +499,28 @@ impl StatsService {
         Self { repo, clock }
     }
 
-    /// Stores `user`'s report for the call with `code`.
+    /// The call with this code (see [`find_call_by_code`]).
+    async fn find_call(&self, code: &str) -> Result<Option<Call>, RepoError> {
+        find_call_by_code(self.repo.as_ref(), code).await
+    }
+
+    /// The call with `code`, if `user` took part in it: its organizer, or anyone recorded
+    /// as a participant (who joined its room, or was rung for it as a friend). Others get
+    /// [`DomainError::NotParticipant`].
+    async fn call_of_participant(&self, user: UserId, code: &str) -> Result<Call, DomainError> {
+        let call = self
+            .find_call(code)
+            .await?
+            .ok_or(DomainError::CallNotFound)?;
+        if call.creator_id != user && !self.repo.has_participated(call.id, user).await? {
+            return Err(DomainError::NotParticipant);
+        }
+        Ok(call)
+    }
+
+    /// Stores `user`'s report for the call with `code`. Only its participants may report,
+    /// once each: a second report of the same user replaces the first (the latest one
+    /// counts), so one person is one row of the aggregate.
     pub async fn record(
         &self,
         user: UserId,
@@ -409,24 +528,20 @@ impl StatsService {
         figures: &CallStatsInput,
     ) -> Result<CallStats, DomainError> {
         figures.validate().map_err(DomainError::Invalid)?;
-        let call = self
-            .repo
-            .find_call_by_code(code)
-            .await?
-            .ok_or(DomainError::CallNotFound)?;
+        let call = self.call_of_participant(user, code).await?;
         Ok(self
             .repo
-            .insert_stats(&call, user, figures, self.clock.now())
+            .upsert_stats(&call, user, figures, self.clock.now())
             .await?)
     }
 
-    /// The aggregate of every report of the call with `code`.
-    pub async fn summary(&self, code: &str) -> Result<(Call, CallStatsSummary), DomainError> {
-        let call = self
-            .repo
-            .find_call_by_code(code)
-            .await?
-            .ok_or(DomainError::CallNotFound)?;
+    /// The aggregate of every report of the call with `code`, for one of its participants.
+    pub async fn summary(
+        &self,
+        user: UserId,
+        code: &str,
+    ) -> Result<(Call, CallStatsSummary), DomainError> {
+        let call = self.call_of_participant(user, code).await?;
         let summary = self.repo.summarize_stats(call.id).await?;
         Ok((call, summary))
     }

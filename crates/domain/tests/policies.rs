@@ -48,6 +48,17 @@ fn joinable_until_expiry_and_only_while_active() {
 }
 
 #[test]
+fn the_duration_cap_counts_from_creation() {
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
+    let call = call_at(t0);
+    let cap = Duration::hours(12);
+    assert!(!call.is_past_duration_cap(t0 + cap - Duration::seconds(1), cap));
+    assert!(call.is_past_duration_cap(t0 + cap, cap));
+    // A cap past the calendar's end is never reached.
+    assert!(!call.is_past_duration_cap(t0, Duration::MAX));
+}
+
+#[test]
 fn only_the_creator_may_end() {
     let call = call_at(Utc::now());
     assert!(call.can_be_ended_by(7));

@@ -21,6 +21,7 @@
 pub mod connect;
 pub mod entity;
 pub mod error;
+pub mod legacy;
 mod store;
 pub mod time;
 

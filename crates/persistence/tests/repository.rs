@@ -38,6 +38,7 @@ backend_tests!(
     schema_matches_entities,
     upsert_user_inserts_then_refreshes_keeping_id,
     find_user_by_id,
+    find_user_by_telegram_id,
     create_and_find_call,
     duplicate_call_code_is_conflict,
     unknown_creator_is_missing_reference,
@@ -45,9 +46,11 @@ backend_tests!(
     set_call_status_sets_ended_at,
     set_call_status_finishes_a_call_once,
     expire_due_calls_only_touches_due_active_calls,
+    end_calls_created_by_only_touches_old_active_calls,
     expiry_compares_sub_second_instants,
     timestamps_round_trip_in_utc,
     participants_join_leave_list,
+    stays_continue_close_and_list_open,
     link_friends_both_directions_and_refreshes,
     link_friends_large_group_in_batches,
     list_friends_orders_and_pages,
@@ -56,6 +59,9 @@ backend_tests!(
     is_friend_follows_the_links,
     stats_summary_with_zero_rows,
     stats_summary_over_several_rows,
+    stats_summary_never_overflows,
+    stats_one_row_per_user_and_call,
+    has_participated_follows_the_stays,
     stats_by_user_newest_first_with_code,
     deleting_a_user_cascades,
     foreign_keys_hold_on_every_pooled_connection,
@@ -287,6 +293,33 @@ mod cases {
         assert_eq!(store.find_user(u.id + 1000).await.unwrap(), None);
     }
 
+    pub async fn find_user_by_telegram_id(store: &SeaStore) {
+        let u = user(store, 7, "Zed").await;
+        let other = user(store, 8, "Amy").await;
+        assert_eq!(
+            store
+                .find_user_by_telegram_id(u.telegram_user_id)
+                .await
+                .unwrap(),
+            Some(u.clone())
+        );
+        assert_eq!(
+            store
+                .find_user_by_telegram_id(other.telegram_user_id)
+                .await
+                .unwrap()
+                .map(|found| found.id),
+            Some(other.id)
+        );
+        assert_eq!(store.find_user_by_telegram_id(9).await.unwrap(), None);
+        // Telegram ids are 64-bit: the largest ones round-trip on both backends.
+        let big = user(store, i64::MAX, "Max").await;
+        assert_eq!(
+            store.find_user_by_telegram_id(i64::MAX).await.unwrap(),
+            Some(big)
+        );
+    }
+
     pub async fn create_and_find_call(store: &SeaStore) {
         let u = user(store, 1, "Ann").await;
         let created = store
@@ -469,6 +502,55 @@ mod cases {
         assert_eq!(store.expire_due_calls(t(9_000)).await.unwrap().len(), 1);
     }
 
+    pub async fn end_calls_created_by_only_touches_old_active_calls(store: &SeaStore) {
+        let u = user(store, 1, "Ann").await;
+        let mk = |code: &'static str, created: i64| {
+            new_call(code, u.id, t(created), t(created + 86_400_000))
+        };
+        let old = store.create_call(&mk("old", 0)).await.unwrap();
+        let exact = store.create_call(&mk("exact", 2_000)).await.unwrap();
+        store.create_call(&mk("young", 2_001)).await.unwrap();
+        let expired = store.create_call(&mk("expired", 0)).await.unwrap();
+        store
+            .set_call_status(expired.id, CallStatus::Expired, t(500))
+            .await
+            .unwrap();
+
+        let ended = store
+            .end_calls_created_by(t(2_000), t(9_000))
+            .await
+            .unwrap();
+        let ids: Vec<i64> = ended.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [old.id, exact.id]);
+        assert!(
+            ended
+                .iter()
+                .all(|c| c.status == CallStatus::Ended && c.ended_at == Some(t(9_000)))
+        );
+        let untouched = store.find_call_by_code("expired").await.unwrap().unwrap();
+        assert_eq!(
+            (untouched.status, untouched.ended_at),
+            (CallStatus::Expired, Some(t(500)))
+        );
+        let young = store.find_call_by_code("young").await.unwrap().unwrap();
+        assert_eq!(young.status, CallStatus::Active);
+        assert!(
+            store
+                .end_calls_created_by(t(2_000), t(9_500))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .end_calls_created_by(t(2_001), t(9_500))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
     /// SeaORM issue #2290: on SQLite, text timestamps in mixed shapes compare wrongly. A call
     /// expiring at 10:00:00.5 is not due at 10:00:00, and is at 10:00:00.5.
     pub async fn expiry_compares_sub_second_instants(store: &SeaStore) {
@@ -639,6 +721,65 @@ mod cases {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    pub async fn stays_continue_close_and_list_open(store: &SeaStore) {
+        let ann = user(store, 1, "Ann").await;
+        let bob = user(store, 2, "Bob").await;
+        let c = call(store, "c", ann.id).await;
+        let other = call(store, "other", ann.id).await;
+        assert!(store.calls_with_open_stays().await.unwrap().is_empty());
+        // No stay yet: nothing to continue.
+        assert!(
+            store
+                .continue_stay(c.id, ann.id, t(0))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let first = store.record_join(c.id, ann.id, t(1_000)).await.unwrap();
+        // Still open: continued as it is.
+        let same = store.continue_stay(c.id, ann.id, t(1_500)).await.unwrap();
+        assert_eq!(same.map(|p| p.id), Some(first.id));
+        store.record_leave(c.id, ann.id, t(2_000)).await.unwrap();
+        // Left before `since`: not continued.
+        assert!(
+            store
+                .continue_stay(c.id, ann.id, t(2_001))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Left at or after `since`: reopened.
+        let reopened = store
+            .continue_stay(c.id, ann.id, t(2_000))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((reopened.id, reopened.left_at), (first.id, None));
+
+        store.record_join(c.id, bob.id, t(3_000)).await.unwrap();
+        store.record_join(other.id, bob.id, t(3_000)).await.unwrap();
+        let open: Vec<i64> = store
+            .calls_with_open_stays()
+            .await
+            .unwrap()
+            .iter()
+            .map(|call| call.id)
+            .collect();
+        assert_eq!(open, [c.id, other.id]);
+        assert_eq!(store.close_open_stays(c.id, t(9_000)).await.unwrap(), 2);
+        assert_eq!(store.close_open_stays(c.id, t(9_500)).await.unwrap(), 0);
+        let stays = store.list_participants(c.id).await.unwrap();
+        assert!(stays.iter().all(|p| p.left_at == Some(t(9_000))));
+        let open: Vec<i64> = store
+            .calls_with_open_stays()
+            .await
+            .unwrap()
+            .iter()
+            .map(|call| call.id)
+            .collect();
+        assert_eq!(open, [other.id]);
     }
 
     pub async fn link_friends_both_directions_and_refreshes(store: &SeaStore) {
@@ -870,7 +1011,7 @@ mod cases {
         assert_eq!(s.avg_rtt_ms, None);
         // Rows whose figures are all null count, but average nothing.
         store
-            .insert_stats(&c, u.id, &CallStatsInput::default(), t(0))
+            .upsert_stats(&c, u.id, &CallStatsInput::default(), t(0))
             .await
             .unwrap();
         let s = store.summarize_stats(c.id).await.unwrap();
@@ -881,6 +1022,7 @@ mod cases {
     pub async fn stats_summary_over_several_rows(store: &SeaStore) {
         let ann = user(store, 1, "Ann").await;
         let bob = user(store, 2, "Bob").await;
+        let cat = user(store, 3, "Cat").await;
         let c = call(store, "c", ann.id).await;
         let other = call(store, "other", ann.id).await;
         let rows = [
@@ -906,9 +1048,9 @@ mod cases {
             },
         ];
         for (i, figures) in rows.iter().enumerate() {
-            let who = if i == 1 { bob.id } else { ann.id };
+            let who = [ann.id, bob.id, cat.id][i];
             store
-                .insert_stats(&c, who, figures, t(i as i64))
+                .upsert_stats(&c, who, figures, t(i as i64))
                 .await
                 .unwrap();
         }
@@ -918,7 +1060,7 @@ mod cases {
             ..CallStatsInput::default()
         };
         store
-            .insert_stats(&other, ann.id, &big, t(0))
+            .upsert_stats(&other, ann.id, &big, t(0))
             .await
             .unwrap();
 
@@ -931,11 +1073,78 @@ mod cases {
         assert_eq!(s.avg_rtt_ms, Some(75.0));
     }
 
+    pub async fn stats_summary_never_overflows(store: &SeaStore) {
+        // Integer SUM overflows on SQLite and its numeric result does not fit BIGINT on
+        // PostgreSQL; the aggregate must answer anyway (saturated), every time.
+        let ann = user(store, 1, "Ann").await;
+        let bob = user(store, 2, "Bob").await;
+        let cat = user(store, 3, "Cat").await;
+        let c = call(store, "c", ann.id).await;
+        let huge = CallStatsInput {
+            audio_packets_lost: Some(i64::MAX),
+            duration_seconds: Some(f64::MAX / 4.0),
+            ..CallStatsInput::default()
+        };
+        for who in [ann.id, bob.id, cat.id] {
+            store.upsert_stats(&c, who, &huge, t(0)).await.unwrap();
+        }
+        let s = store.summarize_stats(c.id).await.unwrap();
+        assert_eq!(s.participant_count, 3);
+        assert_eq!(s.total_audio_packets_lost, i64::MAX);
+        assert!(s.avg_duration_seconds.is_some_and(|d| d > 1e300));
+    }
+
+    pub async fn stats_one_row_per_user_and_call(store: &SeaStore) {
+        let ann = user(store, 1, "Ann").await;
+        let c = call(store, "c", ann.id).await;
+        let first = CallStatsInput {
+            rtt_ms: Some(10.0),
+            audio_packets_lost: Some(4),
+            video_resolution: Some("640x480".into()),
+            ..CallStatsInput::default()
+        };
+        let second = CallStatsInput {
+            rtt_ms: Some(30.0),
+            ..CallStatsInput::default()
+        };
+        let a = store.upsert_stats(&c, ann.id, &first, t(0)).await.unwrap();
+        let b = store
+            .upsert_stats(&c, ann.id, &second, t(60))
+            .await
+            .unwrap();
+        assert_eq!(b.id, a.id);
+        assert_eq!(b.figures, second);
+        assert_eq!(b.created_at, t(60));
+        let rows = store.list_stats_by_user(ann.id, 50).await.unwrap();
+        assert_eq!(rows, [b]);
+        let s = store.summarize_stats(c.id).await.unwrap();
+        assert_eq!(s.participant_count, 1);
+        assert_eq!(s.total_audio_packets_lost, 0);
+        assert_eq!(s.avg_rtt_ms, Some(30.0));
+    }
+
+    pub async fn has_participated_follows_the_stays(store: &SeaStore) {
+        let ann = user(store, 1, "Ann").await;
+        let bob = user(store, 2, "Bob").await;
+        let c = call(store, "c", ann.id).await;
+        let other = call(store, "other", ann.id).await;
+        assert!(!store.has_participated(c.id, bob.id).await.unwrap());
+        store.record_join(other.id, bob.id, t(0)).await.unwrap();
+        assert!(!store.has_participated(c.id, bob.id).await.unwrap());
+        store.record_join(c.id, bob.id, t(0)).await.unwrap();
+        store.record_leave(c.id, bob.id, t(10)).await.unwrap();
+        assert!(store.has_participated(c.id, bob.id).await.unwrap());
+        // The organizer is not a recorded participant until they join.
+        assert!(!store.has_participated(c.id, ann.id).await.unwrap());
+    }
+
     pub async fn stats_by_user_newest_first_with_code(store: &SeaStore) {
         let ann = user(store, 1, "Ann").await;
         let bob = user(store, 2, "Bob").await;
         let c1 = call(store, "first", ann.id).await;
         let c2 = call(store, "second", ann.id).await;
+        let c3 = call(store, "third", ann.id).await;
+        let c4 = call(store, "fourth", ann.id).await;
         let full = CallStatsInput {
             duration_seconds: Some(12.5),
             audio_bitrate_kbps: Some(31.9),
@@ -950,7 +1159,7 @@ mod cases {
             rtt_ms: Some(42.0),
         };
         let stored = store
-            .insert_stats(&c1, ann.id, &full, t(1_000))
+            .upsert_stats(&c1, ann.id, &full, t(1_000))
             .await
             .unwrap();
         assert_eq!(stored.figures, full);
@@ -960,19 +1169,19 @@ mod cases {
             (c1.id, ann.id, t(1_000))
         );
         let same_time = store
-            .insert_stats(&c2, ann.id, &CallStatsInput::default(), t(1_000))
+            .upsert_stats(&c2, ann.id, &CallStatsInput::default(), t(1_000))
             .await
             .unwrap();
         let newest = store
-            .insert_stats(&c2, ann.id, &CallStatsInput::default(), t(5_000))
+            .upsert_stats(&c3, ann.id, &CallStatsInput::default(), t(5_000))
             .await
             .unwrap();
         let oldest = store
-            .insert_stats(&c1, ann.id, &CallStatsInput::default(), t(0))
+            .upsert_stats(&c4, ann.id, &CallStatsInput::default(), t(0))
             .await
             .unwrap();
         store
-            .insert_stats(&c1, bob.id, &CallStatsInput::default(), t(9_000))
+            .upsert_stats(&c1, bob.id, &CallStatsInput::default(), t(9_000))
             .await
             .unwrap();
 
@@ -980,7 +1189,7 @@ mod cases {
         let ids: Vec<i64> = mine.iter().map(|s| s.id).collect();
         assert_eq!(ids, [newest.id, same_time.id, stored.id, oldest.id]);
         let codes: Vec<&str> = mine.iter().map(|s| s.call_code.as_str()).collect();
-        assert_eq!(codes, ["second", "second", "first", "first"]);
+        assert_eq!(codes, ["third", "second", "first", "fourth"]);
         assert_eq!(mine[2], stored);
         assert_eq!(store.list_stats_by_user(ann.id, 2).await.unwrap().len(), 2);
         assert!(store.list_stats_by_user(999, 50).await.unwrap().is_empty());
@@ -993,7 +1202,7 @@ mod cases {
         store.record_join(c.id, bob.id, t(0)).await.unwrap();
         store.link_friends(&[ann.id, bob.id], t(0)).await.unwrap();
         store
-            .insert_stats(&c, bob.id, &CallStatsInput::default(), t(0))
+            .upsert_stats(&c, bob.id, &CallStatsInput::default(), t(0))
             .await
             .unwrap();
         let db = store.connection();

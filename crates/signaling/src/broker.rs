@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::Frame;
+use crate::protocol::{Frame, SignalingUser};
 
 /// An event about a room, addressed to whichever instances hold its connections.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +71,14 @@ impl RoomEvent {
 pub trait RoomEventSink: Send + Sync {
     /// Delivers `event` to the local connections of its room, if any. Never blocks.
     fn deliver(&self, event: &RoomEvent);
+
+    /// `user_id` joined `room` on another instance: their connection in `room` here, if
+    /// any, is replaced (closed with 4409, without `user_left` for the others, who get
+    /// `user_joined` for the new connection from the other instance). Never blocks; never
+    /// called while the hub holds one of its locks.
+    fn replaced_elsewhere(&self, room: &str, user_id: i64) {
+        let _ = (room, user_id);
+    }
 }
 
 /// Carries room events between hubs.
@@ -95,6 +103,13 @@ pub trait Broker: Send + Sync + 'static {
     fn has_remote_member(&self, room: &str, user_id: i64) -> bool {
         let _ = (room, user_id);
         false
+    }
+
+    /// The members of `room` connected to other instances, in join order, for the
+    /// `participants_snapshot` of a local joiner. A single instance has none.
+    fn remote_members(&self, room: &str) -> Vec<SignalingUser> {
+        let _ = room;
+        Vec::new()
     }
 
     /// This instance now has connections in `room` (a multi-instance broker subscribes).

@@ -48,6 +48,11 @@ pub enum JoinError {
     /// [`close::ROOM_FULL`](crate::close::ROOM_FULL) "Call is full".
     #[error("Call is full")]
     RoomFull,
+    /// The user already holds the most connections one user may hold
+    /// ([`HubConfig::max_connections_per_user`](crate::HubConfig::max_connections_per_user)):
+    /// close with [`close::TOO_MANY_CONNECTIONS`](crate::close::TOO_MANY_CONNECTIONS).
+    #[error("Too many connections for this user")]
+    TooManyConnections,
     /// The hub was shut down with [`Hub::close_all`](crate::Hub::close_all): close with
     /// [`close::GOING_AWAY`](crate::close::GOING_AWAY).
     #[error("Server is shutting down")]

@@ -16,11 +16,19 @@
 //!
 //! # Back-pressure
 //!
-//! Each connection has a bounded queue ([`HubConfig::outbound_capacity`]). Every delivery is
-//! a `try_send`; when it finds the queue full the frame is dropped, `messages_dropped`
-//! increments, and the connection is cut off: it receives no further frames and its
-//! [`Outbox`] yields `Close { code: 1013, .. }` ahead of anything still queued, so a peer
-//! that does not read costs at most its queue, and the others are not held up.
+//! Each connection has a queue bounded twice: in frames ([`HubConfig::outbound_capacity`])
+//! and in bytes ([`HubConfig::outbound_bytes`], the sum of the queued frames' sizes). Every
+//! delivery is a `try_send`; when the queue is full by either measure the frame is dropped,
+//! `messages_dropped` increments, and the connection is cut off: it receives no further
+//! frames and its [`Outbox`] yields `Close { code: 1013, .. }` ahead of anything still
+//! queued, so a peer that does not read costs at most its byte budget (plus one frame), and
+//! the others are not held up.
+//!
+//! # Connections per user
+//!
+//! One user holds at most [`HubConfig::max_connections_per_user`] connections across all
+//! rooms of this hub; one more join is refused with [`JoinError::TooManyConnections`]. A
+//! connection replacing the same user's older one in the same room does not count twice.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,6 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::value::RawValue;
+use telcall_domain::{Clock, SystemClock};
 use tokio::sync::{Notify, mpsc};
 
 use crate::broker::{Broker, LocalBroker, RoomEvent, RoomEventSink};
@@ -44,6 +53,10 @@ use crate::protocol::{
 pub const DEFAULT_MAX_PARTICIPANTS: usize = 30;
 /// Default size of each connection's outbound queue, in frames.
 pub const DEFAULT_OUTBOUND_CAPACITY: usize = 256;
+/// Default byte budget of each connection's outbound queue (256 KiB).
+pub const DEFAULT_OUTBOUND_BYTES: usize = 256 * 1024;
+/// Default number of connections one user may hold at once, across rooms.
+pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 8;
 /// Smallest outbound queue the hub accepts: a joiner's `call_metadata` and
 /// `participants_snapshot` must always fit.
 pub const MIN_OUTBOUND_CAPACITY: usize = 4;
@@ -61,6 +74,13 @@ pub struct HubConfig {
     /// Capacity of each connection's outbound queue, in frames (raised to
     /// [`MIN_OUTBOUND_CAPACITY`] if lower).
     pub outbound_capacity: usize,
+    /// Byte budget of each connection's outbound queue: a frame that would take the queued
+    /// bytes past it cuts the connection off (1013). A frame is always accepted into an
+    /// empty queue, so one message larger than the budget still reaches a reader that keeps
+    /// up.
+    pub outbound_bytes: usize,
+    /// Most connections one user may hold at once across the hub's rooms (at least 1).
+    pub max_connections_per_user: usize,
 }
 
 impl Default for HubConfig {
@@ -69,6 +89,8 @@ impl Default for HubConfig {
             max_participants: DEFAULT_MAX_PARTICIPANTS,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             outbound_capacity: DEFAULT_OUTBOUND_CAPACITY,
+            outbound_bytes: DEFAULT_OUTBOUND_BYTES,
+            max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
         }
     }
 }
@@ -150,6 +172,11 @@ struct Conn {
     /// `user` serialised once, for the `from_user` of every signal it sends.
     user_raw: Box<RawValue>,
     tx: mpsc::Sender<Outbound>,
+    /// Bytes of the text frames in the queue (added on push, removed when the outbox
+    /// yields them).
+    queued_bytes: AtomicUsize,
+    /// The byte budget of the queue.
+    byte_budget: usize,
     /// Set once nothing more may be queued (cut off, replaced, closed, ended or left).
     dead: AtomicBool,
     /// Set (under the roster lock) when a newer connection of the same user took its seat.
@@ -170,11 +197,33 @@ impl Conn {
         if self.dead.load(Ordering::Acquire) {
             return Push::Gone;
         }
+        let size = match &item {
+            Outbound::Text(frame) => frame.len(),
+            Outbound::Close { .. } => 0,
+        };
+        if size > 0 && !self.reserve(size) {
+            return Push::Full;
+        }
         match self.tx.try_send(item) {
             Ok(()) => Push::Sent,
-            Err(mpsc::error::TrySendError::Full(_)) => Push::Full,
-            Err(mpsc::error::TrySendError::Closed(_)) => Push::Gone,
+            Err(e) => {
+                self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => Push::Full,
+                    mpsc::error::TrySendError::Closed(_) => Push::Gone,
+                }
+            }
         }
+    }
+
+    /// Counts `size` more queued bytes if they fit the budget (or the queue is empty).
+    fn reserve(&self, size: usize) -> bool {
+        self.queued_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued == 0 || queued.saturating_add(size) <= self.byte_budget)
+                    .then(|| queued.saturating_add(size))
+            })
+            .is_ok()
     }
 
     /// Stops all further frames and makes the outbox yield this close next. The first close
@@ -338,10 +387,36 @@ impl Outbox {
     }
 
     fn observe(&mut self, item: Option<Outbound>) -> Option<Outbound> {
-        if matches!(item, None | Some(Outbound::Close { .. })) {
-            self.done = true;
+        match &item {
+            Some(Outbound::Text(frame)) => {
+                self.conn
+                    .queued_bytes
+                    .fetch_sub(frame.len(), Ordering::AcqRel);
+            }
+            None | Some(Outbound::Close { .. }) => self.done = true,
         }
         item
+    }
+
+    /// Bytes of the frames waiting in this queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.conn.queued_bytes.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the hub has decided to close this connection ahead of its queue
+    /// (1013 too slow, 4409 replaced, 1001 shutdown); the next [`Outbox::recv`] yields that
+    /// close. A transport blocked writing an earlier frame to a client that does not read
+    /// waits on this too, so it can give up at once. Cancel-safe.
+    pub async fn forced_close(&self) {
+        loop {
+            let notified = self.conn.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if lock(&self.conn.forced_close).is_some() {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -398,7 +473,7 @@ impl<T: Default> Shards<T> {
         }
     }
 
-    fn lock(&self, key: &str) -> MutexGuard<'_, T> {
+    fn lock<K: std::hash::Hash + ?Sized>(&self, key: &K) -> MutexGuard<'_, T> {
         let index = (self.hasher.hash_one(key) % self.slots.len() as u64) as usize;
         lock(&self.slots[index])
     }
@@ -426,7 +501,11 @@ struct HubInner {
     config: HubConfig,
     rooms: Shards<HashMap<Arc<str>, Room>>,
     endpoints: Shards<HashMap<Arc<str>, Endpoints>>,
+    /// Per user, how many connections they hold across rooms (users with none are absent).
+    users: Shards<HashMap<i64, usize>>,
     broker: Arc<dyn Broker>,
+    /// Where rooms read their start time.
+    clock: Arc<dyn Clock>,
     next_id: AtomicU64,
     shutting_down: AtomicBool,
     counters: Counters,
@@ -454,13 +533,26 @@ impl Hub {
     }
 
     /// A hub whose room events go through `broker`, which is attached to it here.
-    pub fn with_broker(mut config: HubConfig, broker: Arc<dyn Broker>) -> Self {
+    pub fn with_broker(config: HubConfig, broker: Arc<dyn Broker>) -> Self {
+        Self::with_clock(config, broker, Arc::new(SystemClock))
+    }
+
+    /// A hub whose room events go through `broker` and whose rooms read their start time
+    /// (`call_metadata`'s `room_start_time`) from `clock`.
+    pub fn with_clock(
+        mut config: HubConfig,
+        broker: Arc<dyn Broker>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         config.outbound_capacity = config.outbound_capacity.max(MIN_OUTBOUND_CAPACITY);
+        config.max_connections_per_user = config.max_connections_per_user.max(1);
         let inner = Arc::new(HubInner {
             config,
             rooms: Shards::new(),
             endpoints: Shards::new(),
+            users: Shards::new(),
             broker,
+            clock,
             next_id: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
             counters: Counters::default(),
@@ -483,7 +575,9 @@ impl Hub {
     /// same user is replaced: it is closed with 4409 and nobody gets `user_left` for it.
     ///
     /// # Errors
-    /// [`JoinError::RoomFull`] at capacity; [`JoinError::ShuttingDown`] after [`Hub::close_all`].
+    /// [`JoinError::RoomFull`] at capacity; [`JoinError::TooManyConnections`] when the user
+    /// already holds [`HubConfig::max_connections_per_user`] connections in other rooms;
+    /// [`JoinError::ShuttingDown`] after [`Hub::close_all`].
     pub fn join(&self, room: &str, user: SignalingUser) -> Result<Joined, JoinError> {
         let inner = &*self.inner;
         let mut rooms = inner.rooms.lock(room);
@@ -497,11 +591,15 @@ impl Hub {
         if previous.is_none() && present >= inner.config.max_participants {
             return Err(JoinError::RoomFull);
         }
+        // Checked and counted last: nothing below refuses the join.
+        if previous.is_none() && !inner.take_user_slot(user.id) {
+            return Err(JoinError::TooManyConnections);
+        }
 
         let new_room = !rooms.contains_key(room);
         let entry = rooms.entry(Arc::from(room)).or_insert_with_key(|code| {
             // Millisecond precision: exactly what call_metadata carries.
-            let started_at = Utc::now().trunc_subsecs(3);
+            let started_at = inner.clock.now().trunc_subsecs(3);
             Room {
                 code: code.clone(),
                 started_at,
@@ -523,6 +621,8 @@ impl Hub {
             user_raw: user_raw(&user),
             user,
             tx,
+            queued_bytes: AtomicUsize::new(0),
+            byte_budget: inner.config.outbound_bytes,
             dead: AtomicBool::new(false),
             replaced: AtomicBool::new(false),
             forced_close: Mutex::new(None),
@@ -532,7 +632,15 @@ impl Hub {
 
         // The queue is new and holds at least MIN_OUTBOUND_CAPACITY: both pushes succeed.
         let _ = conn.push(Outbound::Text(entry.metadata.clone()));
-        let others = entry.participants_except(Some(user_id));
+        let mut others = entry.participants_except(Some(user_id));
+        // Members on other instances (none with a single instance).
+        others.extend(
+            inner
+                .broker
+                .remote_members(room)
+                .into_iter()
+                .filter(|u| u.id != user_id && !entry.members.contains_key(&u.id)),
+        );
         if !others.is_empty() {
             let _ = conn.push(Outbound::Text(
                 ServerMessage::ParticipantsSnapshot {
@@ -667,6 +775,7 @@ impl Hub {
         room.members.remove(&conn.user.id);
         conn.mark_dead();
         inner.counters.connections.fetch_sub(1, Ordering::Relaxed);
+        inner.release_user_slot(conn.user.id);
         let empty = room.members.is_empty();
         let code = room.code.clone();
         {
@@ -720,6 +829,9 @@ impl Hub {
                     .counters
                     .connections
                     .fetch_sub(r.members.len(), Ordering::Relaxed);
+                for user_id in r.members.keys() {
+                    inner.release_user_slot(*user_id);
+                }
                 (r.code.clone(), r.participants_except(None))
             }
             None => (Arc::from(room), Vec::new()),
@@ -734,6 +846,18 @@ impl Hub {
         // Members without an endpoint (cut off, or whose transport is gone) already have
         // their close; the others get theirs from the EndRoom delivery.
         users
+    }
+
+    /// Closes one connection with `code`/`reason`, ahead of its queued frames (e.g. 4401 when
+    /// the session that opened it was revoked). Its transport then closes and calls
+    /// [`Hub::leave`] as usual, so the others get `user_left`. A stale handle (replaced, or
+    /// already gone) is left alone. Returns whether a close was queued.
+    pub fn close_connection(&self, handle: &ConnectionHandle, code: u16, reason: &str) -> bool {
+        if handle.conn.dead.load(Ordering::Acquire) {
+            return false;
+        }
+        handle.conn.force_close(code, reason);
+        true
     }
 
     /// Closes every connection with `code`/`reason` (pre-empting queued frames), empties the
@@ -753,6 +877,7 @@ impl Hub {
                     .fetch_sub(room.members.len(), Ordering::Relaxed);
                 for conn in room.members.values() {
                     conn.force_close(code, reason);
+                    inner.release_user_slot(conn.user.id);
                     closed += 1;
                 }
                 inner.broker.room_closed(&room.code);
@@ -775,6 +900,38 @@ impl Hub {
         }
     }
 
+    /// The call codes of the rooms this hub holds (with at least one connection).
+    ///
+    /// A multi-instance deployment asks its shared roster instead, which knows every
+    /// instance's rooms.
+    pub fn room_codes(&self) -> Vec<String> {
+        self.inner
+            .rooms
+            .iter()
+            .flat_map(|shard| {
+                lock(shard)
+                    .keys()
+                    .map(|code| code.to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// How many connections `user_id` holds in this hub, across rooms.
+    pub fn user_connections(&self, user_id: i64) -> usize {
+        self.inner
+            .users
+            .lock(&user_id)
+            .get(&user_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Whether [`Hub::close_all`] was called (the instance is shutting down).
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Acquire)
+    }
+
     /// The local participants of `room`, in join order (empty if there is no such room).
     pub fn room_participants(&self, room: &str) -> Vec<SignalingUser> {
         self.inner
@@ -792,6 +949,31 @@ impl Hub {
 }
 
 impl HubInner {
+    /// Counts one more connection for `user_id` if they are under the per-user cap.
+    fn take_user_slot(&self, user_id: i64) -> bool {
+        let mut users = self.users.lock(&user_id);
+        let held = users.entry(user_id).or_insert(0);
+        if *held >= self.config.max_connections_per_user {
+            if *held == 0 {
+                users.remove(&user_id);
+            }
+            return false;
+        }
+        *held += 1;
+        true
+    }
+
+    /// Counts one connection of `user_id` less.
+    fn release_user_slot(&self, user_id: i64) {
+        let mut users = self.users.lock(&user_id);
+        if let Some(held) = users.get_mut(&user_id) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                users.remove(&user_id);
+            }
+        }
+    }
+
     /// Cuts off a connection whose queue was full: the frame is counted as dropped and the
     /// connection is told to close with 1013.
     fn cut_off(&self, conn: &Conn) {
@@ -814,6 +996,38 @@ impl HubInner {
 }
 
 impl RoomEventSink for HubInner {
+    fn replaced_elsewhere(&self, room: &str, user_id: i64) {
+        let mut rooms = self.rooms.lock(room);
+        let Some(entry) = rooms.get_mut(room) else {
+            return;
+        };
+        let Some(conn) = entry.members.remove(&user_id) else {
+            return;
+        };
+        conn.replaced.store(true, Ordering::Release);
+        conn.force_close(close::REPLACED, close::REASON_REPLACED);
+        self.counters.connections.fetch_sub(1, Ordering::Relaxed);
+        self.release_user_slot(user_id);
+        let empty = entry.members.is_empty();
+        let code = entry.code.clone();
+        {
+            let mut endpoints = self.endpoints.lock(room);
+            if let Some(room_endpoints) = endpoints.get_mut(room) {
+                room_endpoints.remove(&user_id);
+                if empty {
+                    endpoints.remove(room);
+                }
+            }
+        }
+        if empty {
+            rooms.remove(room);
+            self.counters.rooms.fetch_sub(1, Ordering::Relaxed);
+            self.broker.room_closed(&code);
+        }
+        drop(rooms);
+        tracing::debug!(room, user_id, conn = %conn.id, "replaced by a connection on another instance");
+    }
+
     fn deliver(&self, event: &RoomEvent) {
         match event {
             RoomEvent::ToUser {

@@ -44,6 +44,14 @@ impl Broker for RecordingBroker {
         room == "r" && user_id == 99
     }
 
+    fn remote_members(&self, room: &str) -> Vec<SignalingUser> {
+        if room == "m" {
+            vec![SignalingUser::with_id(99)]
+        } else {
+            Vec::new()
+        }
+    }
+
     fn room_opened(&self, room: &str) {
         self.opened.lock().unwrap().push(room.to_owned());
     }
@@ -161,4 +169,50 @@ fn events_from_other_instances_reach_local_connections() {
     // The local roster clears when the transport leaves.
     assert!(hub.leave(&a.handle));
     assert_eq!(hub.stats().rooms, 0);
+}
+
+#[test]
+fn remote_members_are_in_the_snapshot_and_a_replacement_elsewhere_closes_with_4409() {
+    let broker = Arc::new(RecordingBroker::default());
+    let hub = Hub::with_broker(HubConfig::default(), broker.clone());
+    let mut a = hub.join("m", SignalingUser::with_id(1)).unwrap();
+    let first = drain_texts(&mut a.outbox);
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert!(
+        first[1].contains(r#""participants":[{"id":99"#),
+        "{first:?}"
+    );
+    let mut b = hub.join("m", SignalingUser::with_id(2)).unwrap();
+    let snapshot = drain_texts(&mut b.outbox);
+    assert!(snapshot[1].contains(r#""id":1"#) && snapshot[1].contains(r#""id":99"#));
+    drain_texts(&mut a.outbox);
+
+    // User 1 connected on another instance: here, their connection is replaced, and user 2
+    // hears nothing (the other instance announces the new connection).
+    broker
+        .sink
+        .get()
+        .and_then(Weak::upgrade)
+        .unwrap()
+        .replaced_elsewhere("m", 1);
+    assert_eq!(
+        a.outbox.try_recv(),
+        Some(Outbound::Close {
+            code: close::REPLACED,
+            reason: close::REASON_REPLACED.to_owned()
+        })
+    );
+    assert!(a.handle.is_replaced());
+    assert!(
+        !hub.leave(&a.handle),
+        "a replaced connection has no leave of its own"
+    );
+    assert!(drain_texts(&mut b.outbox).is_empty());
+    assert_eq!(hub.room_participants("m"), vec![SignalingUser::with_id(2)]);
+    assert_eq!(hub.stats().connections, 1);
+    // Unknown rooms and users are ignored.
+    let sink = broker.sink.get().and_then(Weak::upgrade).unwrap();
+    sink.replaced_elsewhere("m", 5);
+    sink.replaced_elsewhere("nowhere", 2);
+    assert_eq!(hub.stats().connections, 1);
 }

@@ -91,6 +91,27 @@ fn first_joiner_gets_only_call_metadata() {
 }
 
 #[test]
+fn a_room_starts_at_the_hubs_clock() {
+    use chrono::TimeZone;
+    let at = chrono::Utc
+        .with_ymd_and_hms(2026, 11, 23, 10, 15, 0)
+        .unwrap();
+    let clock = Arc::new(telcall_domain::ManualClock::new(at));
+    let hub = Hub::with_clock(
+        HubConfig::default(),
+        Arc::new(telcall_signaling::LocalBroker::new()),
+        clock.clone(),
+    );
+    let mut a = join(&hub, 1);
+    assert_eq!(a.room_start_time, at);
+    let frames = texts(&mut a.outbox);
+    assert_eq!(frames[0]["room_start_time"], "2026-11-23T10:15:00.000Z");
+    // A later joiner of the same room gets the same start, whatever the clock says now.
+    clock.advance(chrono::Duration::minutes(5));
+    assert_eq!(join(&hub, 2).room_start_time, at);
+}
+
+#[test]
 fn later_joiner_gets_metadata_then_snapshot_and_others_get_user_joined() {
     let hub = hub();
     let mut a = join(&hub, 1);
@@ -688,4 +709,90 @@ fn a_stale_leave_tells_replaced_from_removed() {
     hub.close_all(close::GOING_AWAY, close::REASON_SHUTDOWN);
     assert!(!hub.leave(&c.handle));
     assert!(!c.handle.is_replaced());
+}
+
+#[tokio::test]
+async fn the_byte_budget_cuts_off_a_peer_long_before_the_frame_bound() {
+    let hub = Hub::new(HubConfig {
+        outbound_capacity: 10_000,
+        outbound_bytes: 64 * 1024,
+        max_message_size: 1 << 20,
+        ..HubConfig::default()
+    });
+    let mut sender = hub.join(ROOM, user(1)).unwrap();
+    let mut slow = hub.join(ROOM, user(2)).unwrap();
+    drain(&mut sender.outbox);
+    let blob = "b".repeat(20_000);
+    let big = format!(r#"{{"type":"offer","payload":"{blob}","to_user_id":2}}"#);
+    let mut relayed = 0;
+    while hub.stats().messages_dropped == 0 {
+        assert!(relayed < 10, "never cut off by bytes");
+        hub.handle_text(&sender.handle, &big).unwrap();
+        relayed += 1;
+    }
+    // 64 KiB hold three of these frames (plus the joiner's first ones); the fourth is one
+    // too many.
+    assert_eq!(relayed, 4);
+    assert!(slow.outbox.queued_bytes() <= 64 * 1024);
+    assert_eq!(
+        slow.outbox.recv().await,
+        Some(Outbound::Close {
+            code: close::TRY_AGAIN_LATER,
+            reason: close::REASON_TOO_SLOW.into()
+        })
+    );
+
+    // A single frame larger than the whole budget still reaches a peer that keeps up.
+    let hub = Hub::new(HubConfig {
+        outbound_bytes: 1024,
+        max_message_size: 1 << 20,
+        ..HubConfig::default()
+    });
+    let mut sender = hub.join(ROOM, user(1)).unwrap();
+    let mut reader = hub.join(ROOM, user(2)).unwrap();
+    drain(&mut sender.outbox);
+    drain(&mut reader.outbox);
+    for _ in 0..3 {
+        hub.handle_text(&sender.handle, &big).unwrap();
+        let got = texts(&mut reader.outbox);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["payload"].as_str().unwrap().len(), 20_000);
+        assert_eq!(reader.outbox.queued_bytes(), 0);
+    }
+    assert_eq!(hub.stats().messages_dropped, 0);
+}
+
+#[test]
+fn one_user_holds_at_most_the_configured_connections_across_rooms() {
+    let hub = Hub::new(HubConfig {
+        max_connections_per_user: 2,
+        ..HubConfig::default()
+    });
+    let a = hub.join("room-a", user(1)).unwrap();
+    let _b = hub.join("room-b", user(1)).unwrap();
+    assert_eq!(
+        hub.join("room-c", user(1)).unwrap_err(),
+        JoinError::TooManyConnections
+    );
+    // The refused join left nothing behind, and other users are not affected.
+    assert!(hub.room_participants("room-c").is_empty());
+    let _other = hub.join("room-c", user(2)).unwrap();
+    assert_eq!(hub.user_connections(1), 2);
+
+    // Replacing one's own connection in a room is not one more.
+    let a2 = hub.join("room-a", user(1)).unwrap();
+    assert!(a2.replaced);
+    assert!(!hub.leave(&a.handle));
+    assert_eq!(hub.user_connections(1), 2);
+
+    // Leaving frees a slot; so does the end of a room.
+    assert!(hub.leave(&a2.handle));
+    assert_eq!(hub.user_connections(1), 1);
+    let _c = hub.join("room-c", user(1)).unwrap();
+    hub.end_room("room-b", EndReason::Ended);
+    assert_eq!(hub.user_connections(1), 1);
+    let _d = hub.join("room-d", user(1)).unwrap();
+    assert_eq!(hub.user_connections(1), 2);
+    hub.close_all(close::GOING_AWAY, close::REASON_SHUTDOWN);
+    assert_eq!(hub.user_connections(1), 0);
 }

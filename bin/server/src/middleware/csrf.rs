@@ -12,7 +12,9 @@
 //! - a present origin that [`AllowedOrigins::allows`] refuses (including the opaque
 //!   `null`, and a `Referer` that is not a URL) → 403 `{"detail": "Origin not allowed"}`,
 //!   before any extractor or handler runs, so nothing changes;
-//! - no origin at all (non-browser clients, some same-origin navigations) → allowed.
+//! - no origin at all (non-browser clients, some same-origin navigations) → allowed;
+//! - `POST /api/telegram/webhook` is exempt: Telegram sends no `Origin`, and the route acts
+//!   on no session (it is authenticated by its own secret header, never by the cookie).
 
 use std::borrow::Cow;
 
@@ -75,12 +77,13 @@ pub async fn csrf_guard(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let forbidden = is_forbidden(
-        req.method(),
-        authenticated_by_cookie(req.request()),
-        req.headers(),
-        &state.settings.cors_allow_origins,
-    );
+    let forbidden = req.match_info().as_str() != crate::routes::telegram::WEBHOOK_PATH
+        && is_forbidden(
+            req.method(),
+            authenticated_by_cookie(req.request()),
+            req.headers(),
+            &state.settings.cors_allow_origins,
+        );
     if forbidden {
         tracing::info!(
             method = %req.method(),

@@ -1,5 +1,6 @@
 //! Cross-cutting HTTP layers: security headers, CORS, request spans, JSON error bodies,
-//! CSRF origin checks ([`csrf`]) and per-IP rate limits ([`rate_limit`]).
+//! CSRF origin checks ([`csrf`]), per-IP rate limits ([`rate_limit`]) and the request-body
+//! deadline ([`body_deadline()`]).
 //!
 //! The order of the layers (outermost first), as `startup::http_server` wraps them:
 //!
@@ -8,31 +9,45 @@
 //! 2. [`security_headers`]: on every response, 404s, 403s and 429s included;
 //! 3. [`json_errors::json_error_bodies`]: an error answered without a JSON body (CORS
 //!    preflight refusals, actix's bare 404/405) gets CONTRACT's `{"detail": …}` body;
-//! 4. [`cors`]: answers preflights itself and adds `Access-Control-*` to everything inside,
-//!    so the frontend can read a 429 or a 403;
-//! 5. the rate limits ([`rate_limit::RateLimits::layer`]), sign-in per minute and per hour,
-//!    call creation per minute and per hour, then the default per-minute limit;
-//! 6. [`csrf::csrf_guard`]: refuses a cookie-authenticated write from a foreign origin before
+//! 4. [`cors_only_for_allowed_origins`] then [`cors`]: the latter answers preflights itself
+//!    and adds `Access-Control-*` to everything inside, so the frontend can read a 429 or a
+//!    403; the former strips those headers again unless the `Origin` is allowed;
+//! 5. [`body_deadline::body_deadline`]: a request body must arrive within
+//!    `REQUEST_BODY_TIMEOUT_SECONDS` (408 and the connection closed otherwise); inside CORS
+//!    so the frontend can read the 408;
+//! 6. the rate limits ([`rate_limit::rate_limits`]), sign-in per minute and per hour,
+//!    call creation per minute and per hour, or the default per-minute limit;
+//! 7. [`csrf::csrf_guard`]: refuses a cookie-authenticated write from a foreign origin before
 //!    any handler (or extractor) runs;
-//! 7. the routes.
+//! 8. the routes.
+//!
+//! Before all of them, when a connection is accepted, [`crate::connections`] applies the
+//! connection caps.
 
 use actix_cors::Cors;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::DefaultHeaders;
+use actix_web::http::header;
+use actix_web::middleware::{DefaultHeaders, Next};
 use actix_web::{Error, HttpMessage, http::Method};
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
 
 use crate::config::{AllowedOrigins, Settings, TELEGRAM_WEB_ORIGINS};
 
+pub mod body_deadline;
 pub mod csrf;
 pub mod json_errors;
 pub mod rate_limit;
 
+pub use body_deadline::body_deadline;
 pub use csrf::csrf_guard;
 pub use json_errors::json_error_bodies;
 pub use rate_limit::{Limit, RateLimits};
+
+/// The `Permissions-Policy` of every response: the Mini App may use the camera and the
+/// microphone on its own origin; nothing may ask for the location.
+pub const PERMISSIONS_POLICY: &str = "camera=(self), microphone=(self), geolocation=()";
 
 /// Seconds a browser may cache a CORS preflight answer.
 pub const CORS_MAX_AGE_SECS: usize = 600;
@@ -52,7 +67,7 @@ pub fn security_headers(settings: &Settings) -> DefaultHeaders {
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("Referrer-Policy", "strict-origin-when-cross-origin"))
         .add(("Content-Security-Policy", content_security_policy()))
-        .add(("Permissions-Policy", "camera=(self), microphone=(self)"));
+        .add(("Permissions-Policy", PERMISSIONS_POLICY));
     if settings.debug {
         headers
     } else {
@@ -82,6 +97,35 @@ pub fn cors(settings: &Settings) -> Cors {
         .supports_credentials()
         .block_on_origin_mismatch(false)
         .max_age(CORS_MAX_AGE_SECS)
+}
+
+/// Removes every `Access-Control-*` header from answers to requests without an allowed
+/// `Origin`. actix-cors adds `Access-Control-Allow-Credentials` (and the exposed headers)
+/// to every response, also when no origin or a refused one was sent; CONTRACT grants CORS
+/// to allowed origins only.
+pub async fn cors_only_for_allowed_origins(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let allowed = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .zip(req.app_data::<actix_web::web::Data<crate::state::AppState>>())
+        .is_some_and(|(origin, state)| state.settings.cors_allow_origins.allows(origin));
+    let mut res = next.call(req).await?;
+    if !allowed {
+        let headers = res.headers_mut();
+        let names: Vec<_> = headers
+            .keys()
+            .filter(|name| name.as_str().starts_with("access-control-"))
+            .cloned()
+            .collect();
+        for name in names {
+            headers.remove(name);
+        }
+    }
+    Ok(res)
 }
 
 /// Root spans for requests: one per request with a request id and the matched route;

@@ -2,21 +2,23 @@
 //! creation 5/minute and 30/hour, every other request 100/minute — all from
 //! [`RateLimitSettings`], off when `RATE_LIMIT_ENABLED=false` (development mode only).
 //!
-//! Built on `actix-governor` (GCRA token buckets from `governor`). A limit of `n` per
-//! window is a bucket of `n` requests refilled at one per `window / n`: a client may burst
-//! `n` requests, then gets one more every `window / n`.
+//! GCRA token buckets (the `governor` crate in memory, one script in Redis). A limit of `n`
+//! per window is a bucket of `n` requests refilled at one per `window / n`: a client may
+//! burst `n` requests, then gets one more every `window / n`.
 //!
-//! **Composition.** Each [`Limit`] is one `Governor` layer with its own bucket per client;
-//! a layer's [`ClientIpKey`] only keys the requests of its [`RouteClass`] and lets every
-//! other request through untouched (its "whitelisted" key). The layers wrap the app in the
-//! order of [`Limit::ALL`] (outermost first), so a request of a class with two limits is
-//! checked against the per-minute bucket first and reaches the per-hour bucket only if that
-//! let it through: hammering the endpoint never drains the hourly allowance faster than
-//! the per-minute limit allows. Sign-in and call creation are not also counted against the
-//! default limit ("everything else").
+//! **Composition.** One middleware, [`rate_limits`], classifies each request
+//! ([`classify`]) and checks it against the [`Limit`]s of its [`RouteClass`] in the order of
+//! [`Limit::ALL`], each with its own bucket per client: a request of a class with two limits
+//! is checked against the per-minute bucket first and reaches the per-hour bucket only if
+//! that let it through, so hammering the endpoint never drains the hourly allowance faster
+//! than the per-minute limit allows. Sign-in and call creation are not also counted against
+//! the default limit ("everything else").
 //!
 //! **Exempt:** `/health`, `/health/ready` and `/metrics` (load balancers and scrapers probe
-//! them from one address),
+//! them from one address), Telegram's webhook `POST /api/telegram/webhook` when it carries
+//! the right secret (Telegram delivers every update of every user from a few addresses, at
+//! whatever rate the users produce; a wrong or missing secret counts against the default
+//! limit like any other request),
 //! and CORS preflights (answered by the CORS layer, outside the limits). The WebSocket
 //! upgrade `GET /ws/calls/{id}` counts against the default limit once; its frames do not
 //! pass through HTTP middleware.
@@ -30,24 +32,31 @@
 //! **Refusal.** 429 with `Retry-After` (whole seconds, rounded up) and
 //! `{"detail": "Too many requests. Retry in N seconds."}`.
 //!
+//! **Several instances.** With `REDIS_URL` set, the same limits are counted in Redis
+//! ([`SharedLimits`], GCRA in one script: one round trip per request), so a client
+//! alternating between instances behind a load balancer draws from one bucket, with the
+//! same settings, order, exemptions and 429 answer. When Redis cannot decide, requests are let through
+//! (fail open, logged at error level) for [`FAIL_OPEN_FOR`]; an outage longer than that is
+//! limited per instance by the in-memory buckets until Redis answers again.
+//!
 //! **Memory.** Buckets of clients that are back to a full allowance are dropped every
 //! [`HOUSEKEEPING_INTERVAL`] by a background task that ends with the server.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
-use actix_governor::governor::NotUntil;
-use actix_governor::governor::clock::{Clock, DefaultClock, QuantaInstant};
-use actix_governor::governor::middleware::NoOpMiddleware;
-use actix_governor::{
-    Governor, GovernorConfig, GovernorConfigBuilder, KeyExtractor, SimpleKeyExtractionError,
-};
-use actix_web::dev::ServiceRequest;
+use std::num::NonZeroU32;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{ContentType, RETRY_AFTER};
-use actix_web::middleware::Condition;
-use actix_web::{HttpResponse, HttpResponseBuilder};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, HttpResponseBuilder, web};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
 use ipnet::IpNet;
 
 use crate::config::{RateLimits as RateLimitSettings, Settings};
@@ -56,6 +65,14 @@ use crate::extract::client_ip;
 
 /// How often buckets of idle clients are dropped.
 pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long requests are let through unlimited while Redis cannot decide; past it, each
+/// instance limits with its own in-memory buckets until Redis answers again.
+pub const FAIL_OPEN_FOR: Duration = Duration::from_secs(30);
+
+/// While Redis is failing, how often a request tries it again (the others skip it, so an
+/// outage adds no latency to every request).
+pub const REDIS_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The length of the prefix that keys an IPv6 client.
 pub const IPV6_KEY_PREFIX: u8 = 64;
@@ -133,6 +150,17 @@ impl Limit {
         }
     }
 
+    /// The name of this limit's buckets in Redis.
+    pub fn key_name(self) -> &'static str {
+        match self {
+            Self::SignInPerMinute => "signin-minute",
+            Self::SignInPerHour => "signin-hour",
+            Self::CallsPerMinute => "calls-minute",
+            Self::CallsPerHour => "calls-hour",
+            Self::DefaultPerMinute => "default-minute",
+        }
+    }
+
     fn index(self) -> usize {
         match self {
             Self::SignInPerMinute => 0,
@@ -140,24 +168,6 @@ impl Limit {
             Self::CallsPerMinute => 2,
             Self::CallsPerHour => 3,
             Self::DefaultPerMinute => 4,
-        }
-    }
-}
-
-/// The bucket key of a request: the client IP (IPv6 reduced to its /64), for requests of
-/// one [`RouteClass`]. Requests of other classes get `None`, which the layer lets through.
-#[derive(Debug, Clone)]
-pub struct ClientIpKey {
-    class: RouteClass,
-    trusted_proxies: Arc<[IpNet]>,
-}
-
-impl ClientIpKey {
-    /// A key extractor for the requests of `class`.
-    pub fn new(class: RouteClass, trusted_proxies: Arc<[IpNet]>) -> Self {
-        Self {
-            class,
-            trusted_proxies,
         }
     }
 }
@@ -174,6 +184,20 @@ pub fn bucket_of(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Whether the request is a Telegram update carrying the webhook secret (checked in
+/// constant time, before the body is read): such updates are not rate limited.
+fn is_verified_webhook(req: &ServiceRequest, path: &str) -> bool {
+    if req.method() != Method::POST || path != crate::routes::telegram::WEBHOOK_PATH {
+        return false;
+    }
+    let presented = req
+        .headers()
+        .get(telcall_telegram::secret::SECRET_HEADER)
+        .map(|v| v.as_bytes());
+    req.app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .is_some_and(|state| state.webhook_secret.verify(presented))
+}
+
 /// `Retry-After` in whole seconds, rounded up, at least 1.
 pub fn retry_after_secs(wait: Duration) -> u64 {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -185,79 +209,112 @@ pub fn too_many_requests_detail(retry_after: u64) -> String {
     format!("Too many requests. Retry in {retry_after} seconds.")
 }
 
-impl KeyExtractor for ClientIpKey {
-    type Key = Option<IpAddr>;
-    type KeyExtractionError = SimpleKeyExtractionError<&'static str>;
+/// The 429 answer: `Retry-After` (and `x-ratelimit-after`) in whole seconds and CONTRACT's
+/// body, the same with and without Redis.
+fn limited_response(
+    class: RouteClass,
+    wait: Duration,
+    response: &mut HttpResponseBuilder,
+) -> HttpResponse {
+    let retry_after = retry_after_secs(wait);
+    tracing::info!(class = ?class, retry_after, "rate limit exceeded");
+    response
+        .insert_header((RETRY_AFTER, retry_after))
+        .insert_header(("x-ratelimit-after", retry_after))
+        .content_type(ContentType::json())
+        .json(ErrorBody {
+            detail: too_many_requests_detail(retry_after),
+        })
+}
 
-    fn extract(&self, req: &ServiceRequest) -> Result<Self::Key, Self::KeyExtractionError> {
-        // The path as the router matches it (percent-encoded unreserved characters
-        // decoded), not the raw `req.path()`: `/auth/%74elegram` is the sign-in route and
-        // must not slip into the looser default bucket.
-        if classify(req.method(), req.match_info().as_str()) != self.class {
-            return Ok(None);
-        }
-        // Without a peer address (not a TCP connection) everybody shares one bucket: fail
-        // closed rather than unlimited.
-        let ip = client_ip(req, &self.trusted_proxies).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        Ok(Some(bucket_of(ip)))
-    }
+/// The in-memory buckets: one keyed GCRA limiter per [`Limit`], in [`Limit::ALL`] order.
+pub struct LocalLimits {
+    limiters: Vec<DefaultKeyedRateLimiter<IpAddr>>,
+}
 
-    fn exceed_rate_limit_response(
-        &self,
-        negative: &NotUntil<QuantaInstant>,
-        mut response: HttpResponseBuilder,
-    ) -> HttpResponse {
-        let retry_after = retry_after_secs(negative.wait_time_from(DefaultClock::default().now()));
-        tracing::info!(class = ?self.class, retry_after, "rate limit exceeded");
-        response
-            .insert_header((RETRY_AFTER, retry_after))
-            .insert_header(("x-ratelimit-after", retry_after))
-            .content_type(ContentType::json())
-            .json(ErrorBody {
-                detail: too_many_requests_detail(retry_after),
+impl LocalLimits {
+    fn new(settings: &RateLimitSettings) -> anyhow::Result<Self> {
+        let limiters = Limit::ALL
+            .into_iter()
+            .map(|limit| {
+                let (window, count) = limit.quota(settings);
+                let burst = NonZeroU32::new(count).ok_or_else(|| {
+                    anyhow::anyhow!("rate limit {limit:?} must be greater than zero")
+                })?;
+                let quota = Quota::with_period(window / count)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("rate limit {limit:?} is too high for its window")
+                    })?
+                    .allow_burst(burst);
+                Ok(DefaultKeyedRateLimiter::keyed(quota))
             })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self { limiters })
     }
 
-    fn whitelisted_keys(&self) -> Vec<Self::Key> {
-        vec![None]
+    /// Counts one request of the client `ip` against `limits` in order; the wait until the
+    /// first bucket that refuses it would let it through, if one does.
+    fn check(&self, limits: &[Limit], ip: IpAddr) -> Option<Duration> {
+        limits.iter().find_map(|limit| {
+            self.limiters[limit.index()]
+                .check_key(&ip)
+                .err()
+                .map(|refused| refused.wait_time_from(DefaultClock::default().now()))
+        })
+    }
+
+    /// Drops the buckets of clients back at a full allowance.
+    fn forget_idle_clients(&self) {
+        for limiter in &self.limiters {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
     }
 }
 
-type Config = GovernorConfig<ClientIpKey, NoOpMiddleware>;
+impl std::fmt::Debug for LocalLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalLimits")
+            .field(
+                "clients",
+                &self.limiters.iter().map(|l| l.len()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
 
-/// One rate-limiting layer as [`RateLimits::layer`] hands it out (a no-op when limits are
-/// disabled).
-pub type RateLimitLayer = Condition<Governor<ClientIpKey, NoOpMiddleware>>;
-
-/// The shared buckets of every [`Limit`]. Build once per server (not per worker) and clone
-/// the layers into each worker's app, so all workers count in the same buckets.
-#[derive(Clone)]
+/// The buckets of every [`Limit`]. Build once per server (not per worker) and hand the same
+/// value to each worker's app as `web::Data`, so all workers count in the same buckets.
+#[derive(Clone, Debug)]
 pub struct RateLimits {
     enabled: bool,
-    configs: Vec<Config>,
+    trusted_proxies: Arc<[IpNet]>,
+    local: Arc<LocalLimits>,
+    shared: Option<Arc<SharedLimits>>,
 }
 
 impl RateLimits {
     /// Buckets for the limits of `settings` (and the task that drops idle buckets, which
-    /// needs a Tokio runtime). Fails only on a zero limit, which settings already refuse.
-    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+    /// needs a Tokio runtime), counted in `redis` when given. Fails only on a zero limit,
+    /// which settings already refuse.
+    pub fn new(settings: &Settings, redis: Option<telcall_redis::Redis>) -> anyhow::Result<Self> {
         let limits = &settings.rate_limits;
         let trusted: Arc<[IpNet]> = settings.trusted_proxies.clone().into();
-        let mut configs = Vec::with_capacity(Limit::ALL.len());
-        for limit in Limit::ALL {
-            let (window, count) = limit.quota(limits);
-            let count = count.max(1);
-            let config = GovernorConfigBuilder::default()
-                .period(window / count)
-                .burst_size(count)
-                .key_extractor(ClientIpKey::new(limit.class(), trusted.clone()))
-                .finish()
-                .ok_or_else(|| anyhow::anyhow!("rate limit {limit:?} must be greater than zero"))?;
-            configs.push(config);
-        }
+        let local = Arc::new(LocalLimits::new(limits)?);
+        let shared = redis.map(|redis| {
+            Arc::new(SharedLimits {
+                redis: telcall_redis::RedisRateLimiter::new(redis),
+                settings: limits.clone(),
+                local: local.clone(),
+                outage: Mutex::new(None),
+                fail_open: AtomicU64::new(0),
+            })
+        });
         let this = Self {
             enabled: limits.enabled,
-            configs,
+            trusted_proxies: trusted,
+            local,
+            shared,
         };
         if this.enabled {
             this.spawn_housekeeping();
@@ -270,11 +327,42 @@ impl RateLimits {
         self.enabled
     }
 
-    /// The middleware enforcing `limit` (see the module docs for the order to wrap them in).
-    pub fn layer(&self, limit: Limit) -> RateLimitLayer {
-        // `configs` holds one entry per `Limit::ALL` member, in that order.
-        let config = &self.configs[limit.index()];
-        Condition::new(self.enabled, Governor::new(config))
+    /// The limits counted in Redis, when they apply (enabled and `REDIS_URL` set).
+    pub fn shared(&self) -> Option<&Arc<SharedLimits>> {
+        self.shared.as_ref().filter(|_| self.enabled)
+    }
+
+    /// Decides one request: `None` lets it through, `Some` is the 429 to answer.
+    async fn decide(&self, req: &ServiceRequest) -> Option<HttpResponse> {
+        if !self.enabled {
+            return None;
+        }
+        // The path as the router matches it (percent-encoded unreserved characters
+        // decoded), not the raw `req.path()`: `/auth/%74elegram` is the sign-in route and
+        // must not slip into the looser default bucket.
+        let path = req.match_info().as_str();
+        let class = classify(req.method(), path);
+        let limits: Vec<Limit> = Limit::ALL
+            .into_iter()
+            .filter(|l| l.class() == class)
+            .collect();
+        if limits.is_empty() || is_verified_webhook(req, path) {
+            return None;
+        }
+        // Without a peer address (not a TCP connection) everybody shares one bucket: fail
+        // closed rather than unlimited.
+        let ip = bucket_of(
+            client_ip(req, &self.trusted_proxies).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        );
+        let wait = match &self.shared {
+            Some(shared) => shared.decide(&limits, ip).await,
+            None => self.local.check(&limits, ip),
+        }?;
+        Some(limited_response(
+            class,
+            wait,
+            &mut HttpResponse::TooManyRequests(),
+        ))
     }
 
     fn spawn_housekeeping(&self) {
@@ -282,28 +370,157 @@ impl RateLimits {
             tracing::warn!("no Tokio runtime: idle rate-limit buckets are never dropped");
             return;
         };
-        let limiters: Vec<Weak<_>> = self
-            .configs
-            .iter()
-            .map(|c| Arc::downgrade(&c.limiter()))
-            .collect();
+        let local = Arc::downgrade(&self.local);
         runtime.spawn(async move {
             let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let mut alive = false;
-                for limiter in limiters.iter().filter_map(Weak::upgrade) {
-                    alive = true;
-                    limiter.retain_recent();
-                    limiter.shrink_to_fit();
-                }
-                if !alive {
+                let Some(local) = Weak::upgrade(&local) else {
                     break;
-                }
+                };
+                local.forget_idle_clients();
             }
         });
     }
+}
+
+/// The limits counted in Redis for every instance (see the module docs).
+pub struct SharedLimits {
+    redis: telcall_redis::RedisRateLimiter,
+    settings: RateLimitSettings,
+    /// The in-memory buckets used when Redis has been failing for longer than
+    /// [`FAIL_OPEN_FOR`].
+    local: Arc<LocalLimits>,
+    /// When the current Redis outage began, and when Redis was last tried.
+    outage: Mutex<Option<Outage>>,
+    fail_open: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Outage {
+    since: Instant,
+    last_try: Instant,
+}
+
+impl std::fmt::Debug for SharedLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedLimits")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedLimits {
+    /// Requests let through unlimited because Redis could not decide.
+    pub fn fail_open_total(&self) -> u64 {
+        self.fail_open.load(Ordering::Relaxed)
+    }
+
+    /// Counts one request of the client `ip` against `limits`: the wait before it would be
+    /// let through, if it is refused.
+    async fn decide(&self, limits: &[Limit], ip: IpAddr) -> Option<Duration> {
+        if self.should_try_redis() {
+            let buckets: Vec<telcall_redis::Bucket> = limits
+                .iter()
+                .map(|limit| {
+                    let (window, count) = limit.quota(&self.settings);
+                    telcall_redis::Bucket::per_window(
+                        format!("{}:{ip}", limit.key_name()),
+                        window,
+                        count,
+                    )
+                })
+                .collect();
+            match self.redis.check(&buckets).await {
+                Ok(decision) => {
+                    self.redis_answered();
+                    return match decision {
+                        telcall_redis::Decision::Allowed => None,
+                        telcall_redis::Decision::Limited { retry_after, .. } => Some(retry_after),
+                    };
+                }
+                Err(e) => self.redis_failed(&e),
+            }
+        }
+        self.decide_without_redis(limits, ip)
+    }
+
+    /// Whether to ask Redis: always when it is healthy, once per [`REDIS_RETRY_INTERVAL`]
+    /// during an outage.
+    fn should_try_redis(&self) -> bool {
+        let mut outage = self.outage.lock().unwrap_or_else(PoisonError::into_inner);
+        match outage.as_mut() {
+            None => true,
+            Some(o) if o.last_try.elapsed() >= REDIS_RETRY_INTERVAL => {
+                o.last_try = Instant::now();
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    fn redis_answered(&self) {
+        let ended = self
+            .outage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(o) = ended {
+            tracing::warn!(
+                outage_secs = o.since.elapsed().as_secs(),
+                "Redis answers again: rate limits are shared across instances again"
+            );
+        }
+    }
+
+    fn redis_failed(&self, error: &telcall_redis::RedisError) {
+        let mut outage = self.outage.lock().unwrap_or_else(PoisonError::into_inner);
+        if outage.is_none() {
+            let now = Instant::now();
+            *outage = Some(Outage {
+                since: now,
+                last_try: now,
+            });
+            tracing::error!(
+                error = %error,
+                fail_open_secs = FAIL_OPEN_FOR.as_secs(),
+                "RATE LIMITS FAIL OPEN: Redis cannot count requests; letting them through, \
+                 then limiting per instance if the outage lasts"
+            );
+        }
+    }
+
+    fn decide_without_redis(&self, limits: &[Limit], ip: IpAddr) -> Option<Duration> {
+        let since = self
+            .outage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map(|o| o.since);
+        if since.is_none_or(|s| s.elapsed() < FAIL_OPEN_FOR) {
+            self.fail_open.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.local.check(limits, ip)
+    }
+}
+
+/// The rate-limit middleware (see the module docs): lets a request through or answers 429.
+/// It finds the buckets as app data (`web::Data<RateLimits>`); without them it lets
+/// everything through.
+pub async fn rate_limits(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let limits = req.app_data::<web::Data<RateLimits>>().cloned();
+    if let Some(limits) = limits
+        && let Some(refusal) = limits.decide(&req).await
+    {
+        return Ok(req.into_response(refusal).map_into_right_body());
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
 }
 
 #[cfg(test)]

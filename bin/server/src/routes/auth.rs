@@ -1,16 +1,16 @@
 //! `/auth/*`: Telegram sign-in, WebSocket tickets and logout.
 
 use actix_web::cookie::{Cookie, SameSite};
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use telcall_domain::{User, UserProfile, username::sanitize_username};
+use telcall_auth::SessionClaims;
+use telcall_domain::{TelegramAccount, User};
 use utoipa::ToSchema;
 
-use crate::auth::SESSION_COOKIE;
+use crate::auth::{SESSION_COOKIE, bearer_token, request_token};
 use crate::config::{CookieSameSite, Settings};
-use crate::error::{ApiError, ErrorBody, detail_response};
-use crate::extract::CurrentUser;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{CurrentUser, JsonObject};
 use crate::state::AppState;
 
 /// Body of `POST /auth/telegram`.
@@ -84,30 +84,27 @@ pub struct WsTokenResponse {
 #[tracing::instrument(skip_all, fields(user))]
 pub async fn telegram_auth(
     state: web::Data<AppState>,
-    body: web::Json<TelegramAuthRequest>,
+    body: JsonObject<TelegramAuthRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let verified = match state.verifier.verify(&body.init_data) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::info!(reason = e.kind(), "sign-in refused");
-            let status = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::UNAUTHORIZED);
-            return Ok(detail_response(status, e.detail()));
-        }
-    };
+    let verified = state.verifier.verify(&body.init_data).map_err(|e| {
+        tracing::info!(reason = e.kind(), "sign-in refused");
+        ApiError::from(e)
+    })?;
     let tg = verified.user;
-    let profile = UserProfile {
-        telegram_user_id: tg.id,
-        username: sanitize_username(tg.username.as_deref()),
+    let account = TelegramAccount {
+        id: tg.id,
+        username: tg.username,
         first_name: tg.first_name,
         last_name: tg.last_name,
         photo_url: tg.photo_url,
+        photo_known: true,
     };
-    let user = state.repo.upsert_user(&profile, state.clock.now()).await?;
+    let user = state.users.sign_in(&account).await?;
     tracing::Span::current().record("user", user.id);
     let issued = state
         .sessions
         .issue_session(user.id, Some(&verified.fingerprint))
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot issue session: {e}")))?;
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("cannot issue a session")))?;
     tracing::info!(fp = %verified.fingerprint, "signed in");
     let cookie = session_cookie(
         &state.settings,
@@ -132,11 +129,15 @@ pub async fn telegram_auth(
 pub async fn ws_token(
     state: web::Data<AppState>,
     user: CurrentUser,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let issued = state
-        .sessions
-        .issue_ws_ticket(user.0.id)
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot issue ticket: {e}")))?;
+    // The ticket belongs to the session it was asked with: logging out refuses it too.
+    let session = req.extensions().get::<SessionClaims>().cloned();
+    let issued = match &session {
+        Some(claims) => state.sessions.issue_ws_ticket_for(claims),
+        None => state.sessions.issue_ws_ticket(user.0.id),
+    }
+    .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("cannot issue a ticket")))?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(WsTokenResponse {
@@ -145,11 +146,42 @@ pub async fn ws_token(
         }))
 }
 
-/// Ends the session in this browser: the cookie is cleared.
-#[utoipa::path(post, path = "/auth/logout", tag = "auth", responses((status = 204)))]
-pub async fn logout(state: web::Data<AppState>) -> HttpResponse {
+/// Ends the session: the presented token (cookie and/or Bearer) is revoked until it
+/// expires, the WebSockets it opened are closed with 4401, and the cookie is cleared.
+/// Without a valid token it only clears the cookie (still 204).
+#[utoipa::path(post, path = "/auth/logout", tag = "auth",
+    responses((status = 204, description = "Session revoked (if any) and cookie cleared")))]
+#[tracing::instrument(skip_all, fields(user))]
+pub async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let mut tokens: Vec<String> = request_token(&req).into_iter().collect();
+    if let Some(bearer) = bearer_token(&req)
+        && !tokens.contains(&bearer)
+    {
+        tokens.push(bearer);
+    }
+    for token in tokens {
+        // An expired, forged or already revoked token has nothing left to end.
+        let Ok(claims) = state.sessions.verify_session(&token) else {
+            continue;
+        };
+        state
+            .sessions
+            .revoke_session(&claims, state.revocations.as_ref())
+            .await
+            .map_err(|e| {
+                ApiError::Internal(anyhow::Error::new(e).context("cannot revoke the session"))
+            })?;
+        let closed = state
+            .session_sockets
+            .close_session(&state.hub, &claims.token_id);
+        tracing::Span::current().record("user", claims.user_id);
+        tracing::info!(websockets_closed = closed, "logged out");
+    }
     let cookie = session_cookie(&state.settings, String::new(), 0);
-    HttpResponse::NoContent().cookie(cookie).finish()
+    Ok(HttpResponse::NoContent().cookie(cookie).finish())
 }
 
 /// The session cookie with CONTRACT's attributes.
@@ -172,7 +204,7 @@ pub fn session_cookie(settings: &Settings, value: String, max_age_secs: u64) -> 
 
 /// Registers the `/auth` routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/auth/telegram", web::post().to(telegram_auth))
-        .route("/auth/ws-token", web::get().to(ws_token))
-        .route("/auth/logout", web::post().to(logout));
+    cfg.service(web::resource("/auth/telegram").route(web::post().to(telegram_auth)))
+        .service(web::resource("/auth/ws-token").route(web::get().to(ws_token)))
+        .service(web::resource("/auth/logout").route(web::post().to(logout)));
 }

@@ -3,11 +3,11 @@
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use telcall_domain::{Call, CallStatus, DomainError};
+use telcall_domain::{Call, CallStatus};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::CurrentUser;
+use crate::extract::{CurrentUser, JsonObject};
 use crate::state::AppState;
 
 /// A call as the frontend sees it.
@@ -51,8 +51,8 @@ impl CallResponse {
 /// Body of `POST /api/calls/`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CreateCallRequest {
-    /// Optional title, at most 255 characters.
-    #[schema(max_length = 255)]
+    /// Optional title, at most 255 characters, no control characters.
+    #[schema(schema_with = crate::openapi::title_schema)]
     pub title: Option<String>,
     /// Video on by default (false when omitted).
     pub is_video_enabled: Option<bool>,
@@ -62,6 +62,7 @@ pub struct CreateCallRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct JoinByCodeRequest {
     /// The call id, as shared in the link (trimmed).
+    #[schema(schema_with = crate::openapi::join_code_schema)]
     pub call_code: String,
 }
 
@@ -69,6 +70,8 @@ pub struct JoinByCodeRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CallFriendRequest {
     /// Internal id of the friend to call.
+    #[serde(deserialize_with = "telcall_domain::wire::i64")]
+    #[schema(schema_with = crate::openapi::user_id_schema)]
     pub friend_id: i64,
     /// Video on by default (false when omitted).
     pub is_video_enabled: Option<bool>,
@@ -82,7 +85,7 @@ pub struct CallFriendRequest {
 pub async fn create_call(
     state: web::Data<AppState>,
     user: CurrentUser,
-    body: web::Json<CreateCallRequest>,
+    body: JsonObject<CreateCallRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let call = state
@@ -108,7 +111,7 @@ pub async fn get_call(
     user: CurrentUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let call = state.calls.get_call(&path).await?;
+    let call = state.calls.joinable_call(&path).await?;
     Ok(HttpResponse::Ok().json(CallResponse::new(&state, &call)))
 }
 
@@ -141,16 +144,14 @@ pub async fn end_call(
 pub async fn join_by_code(
     state: web::Data<AppState>,
     user: CurrentUser,
-    body: web::Json<JoinByCodeRequest>,
+    body: JsonObject<JoinByCodeRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    match state.calls.join_by_code(&body.call_code).await {
-        Ok(call) => Ok(HttpResponse::Ok().json(CallResponse::new(&state, &call))),
-        // Here, unlike on GET, a call that cannot be joined is a bad request.
-        Err(e @ (DomainError::CallExpired | DomainError::CallNotAvailable)) => {
-            Err(ApiError::BadRequest(e.to_string()))
-        }
-        Err(e) => Err(e.into()),
-    }
+    let call = state
+        .calls
+        .join_by_code(&body.call_code)
+        .await
+        .map_err(ApiError::from_join)?;
+    Ok(HttpResponse::Ok().json(CallResponse::new(&state, &call)))
 }
 
 /// Calls a friend: creates a call, records both as participants and notifies the friend
@@ -165,7 +166,7 @@ pub async fn join_by_code(
 pub async fn call_friend(
     state: web::Data<AppState>,
     user: CurrentUser,
-    body: web::Json<CallFriendRequest>,
+    body: JsonObject<CallFriendRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (call, friend) = state
         .calls
@@ -192,10 +193,9 @@ pub async fn call_friend(
 
 /// Registers the `/api/calls` routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/calls/", web::post().to(create_call))
-        .route("/api/calls", web::post().to(create_call))
-        .route("/api/calls/join_by_code", web::post().to(join_by_code))
-        .route("/api/calls/friend", web::post().to(call_friend))
-        .route("/api/calls/{call_id}", web::get().to(get_call))
-        .route("/api/calls/{call_id}/end", web::post().to(end_call));
+    cfg.service(web::resource(["/api/calls/", "/api/calls"]).route(web::post().to(create_call)))
+        .service(web::resource("/api/calls/join_by_code").route(web::post().to(join_by_code)))
+        .service(web::resource("/api/calls/friend").route(web::post().to(call_friend)))
+        .service(web::resource("/api/calls/{call_id}").route(web::get().to(get_call)))
+        .service(web::resource("/api/calls/{call_id}/end").route(web::post().to(end_call)));
 }

@@ -3,11 +3,12 @@
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use telcall_domain::services::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_SEARCH_CHARS};
 use telcall_domain::{Friend, FriendQuery};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::CurrentUser;
+use crate::extract::{CurrentUser, JsonObject};
 use crate::state::AppState;
 
 /// A friend as listed.
@@ -49,18 +50,24 @@ impl From<Friend> for FriendResponse {
 /// Query of `GET /api/friends`.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct FriendsQuery {
-    /// Case-insensitive search over first name, last name and username.
+    /// Case-insensitive search over first name, last name and username (at most 255
+    /// characters, no control characters).
+    #[param(schema_with = crate::openapi::friend_search_schema)]
     pub query: Option<String>,
     /// Page size, 1..=100 (default 50).
+    #[param(schema_with = crate::openapi::page_limit_schema)]
     pub limit: Option<i64>,
     /// Rows to skip, ≥ 0 (default 0).
+    #[param(schema_with = crate::openapi::page_offset_schema)]
     pub offset: Option<i64>,
 }
 
 /// Body of `POST /api/friends/delete`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DeleteFriendsRequest {
-    /// Internal ids of the friends to remove.
+    /// Internal ids of the friends to remove (at most [`MAX_DELETE_IDS`]).
+    #[serde(deserialize_with = "telcall_domain::wire::vec_i64")]
+    #[schema(schema_with = crate::openapi::friend_ids_schema)]
     pub friend_ids: Vec<i64>,
 }
 
@@ -71,6 +78,20 @@ pub struct DeleteFriendsResponse {
     pub deleted_ids: Vec<i64>,
     /// Ids that were not friends.
     pub not_found_ids: Vec<i64>,
+}
+
+/// The page size a list route was asked for: [`DEFAULT_PAGE_SIZE`] when omitted, else
+/// 1..=[`MAX_PAGE_SIZE`] (422 outside).
+pub fn page_limit(limit: Option<i64>) -> Result<u64, ApiError> {
+    let Some(limit) = limit else {
+        return Ok(DEFAULT_PAGE_SIZE);
+    };
+    u64::try_from(limit)
+        .ok()
+        .filter(|l| (1..=MAX_PAGE_SIZE).contains(l))
+        .ok_or_else(|| {
+            ApiError::Unprocessable(format!("limit must be between 1 and {MAX_PAGE_SIZE}"))
+        })
 }
 
 /// Most friend ids one delete request may name.
@@ -87,23 +108,17 @@ pub async fn list_friends(
     query: web::Query<FriendsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
-    let limit = query.limit.unwrap_or(50);
-    let offset = query.offset.unwrap_or(0);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::Unprocessable(
-            "limit must be between 1 and 100".to_owned(),
-        ));
-    }
-    let offset = u64::try_from(offset)
+    let limit = page_limit(query.limit)?;
+    let offset = u64::try_from(query.offset.unwrap_or(0))
         .map_err(|_| ApiError::Unprocessable("offset must not be negative".to_owned()))?;
     if query
         .query
         .as_ref()
-        .is_some_and(|q| q.chars().count() > 255)
+        .is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS)
     {
-        return Err(ApiError::Unprocessable(
-            "query must be at most 255 characters".to_owned(),
-        ));
+        return Err(ApiError::Unprocessable(format!(
+            "query must be at most {MAX_SEARCH_CHARS} characters"
+        )));
     }
     let friends = state
         .friends
@@ -111,7 +126,7 @@ pub async fn list_friends(
             user.0.id,
             &FriendQuery {
                 search: query.query,
-                limit: limit.unsigned_abs(),
+                limit,
                 offset,
             },
         )
@@ -128,7 +143,7 @@ pub async fn list_friends(
 pub async fn delete_friends(
     state: web::Data<AppState>,
     user: CurrentUser,
-    body: web::Json<DeleteFriendsRequest>,
+    body: JsonObject<DeleteFriendsRequest>,
 ) -> Result<HttpResponse, ApiError> {
     if body.friend_ids.len() > MAX_DELETE_IDS {
         return Err(ApiError::Unprocessable(format!(
@@ -144,7 +159,8 @@ pub async fn delete_friends(
 
 /// Registers the `/api/friends` routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/friends", web::get().to(list_friends))
-        .route("/api/friends/", web::get().to(list_friends))
-        .route("/api/friends/delete", web::post().to(delete_friends));
+    cfg.service(
+        web::resource(["/api/friends", "/api/friends/"]).route(web::get().to(list_friends)),
+    )
+    .service(web::resource("/api/friends/delete").route(web::post().to(delete_friends)));
 }

@@ -41,5 +41,5 @@ pub async fn webrtc_config(
 
 /// Registers the route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/config/webrtc", web::get().to(webrtc_config));
+    cfg.service(web::resource("/api/config/webrtc").route(web::get().to(webrtc_config)));
 }

@@ -160,6 +160,11 @@ impl FrameDecoder {
         }
     }
 
+    /// Bytes of an unfinished text message the decoder holds (never more than the limit).
+    pub fn buffered(&self) -> usize {
+        self.message.as_ref().map_or(0, |m| m.text.len())
+    }
+
     /// Consumes what it can from `buf` and returns the next complete message, or `None` when
     /// more bytes are needed. Bytes of a skipped frame are dropped from `buf` as they come.
     ///

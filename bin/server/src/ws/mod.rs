@@ -17,6 +17,13 @@
 //! 4. a full room → **4429** "Call is full";
 //! 5. the same user again replaces the older connection, which the hub closes with **4409**.
 //!
+//! With several instances (`REDIS_URL`), steps 4 and 5 are decided by the room roster in
+//! Redis ([`telcall_redis::RedisBroker::join_room`]), atomically across instances, before
+//! the local hub's join; the seat is given back when the session ends.
+//!
+//! A revoked session (logout) is refused at step 2 ("Invalid token"), and the connections it
+//! already opened are closed with **4401** "Invalid token" ([`logout`]).
+//!
 //! When the client offered subprotocols, the response selects the first one offered
 //! (browsers drop a connection whose offered protocol is not echoed).
 //! A server-side failure during the handshake (database, ticket store) closes with 1011.
@@ -31,46 +38,33 @@
 //! `Message too large: <n> bytes (max <limit> bytes)`, and the connection stays open.
 
 pub mod frames;
+pub mod logout;
+pub mod outgoing;
 pub mod presence;
 pub mod session;
 
+use actix_web::body::{BodyStream, MessageBody as _};
 use actix_web::dev::Payload;
-use actix_web::http::{StatusCode, header};
-use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
-use actix_ws::{CloseCode, CloseReason};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
 use telcall_auth::CredentialKind;
 use telcall_domain::{Call, DomainError, User};
 use telcall_signaling::{JoinError, SignalingUser, close};
 use tracing::Instrument as _;
 
+pub use logout::SessionSockets;
 pub use presence::Presence;
 
 use crate::config::AllowedOrigins;
-use crate::error::detail_response;
+use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Reason sent with [`close::ORIGIN_NOT_ALLOWED`].
-pub const REASON_ORIGIN_NOT_ALLOWED: &str = "Origin not allowed";
-/// Reason sent with [`close::UNAUTHORIZED`] when no credential was presented.
-pub const REASON_NOT_AUTHENTICATED: &str = "Not authenticated";
-/// Reason sent with [`close::UNAUTHORIZED`] when the credential's user no longer exists.
-pub const REASON_USER_NOT_FOUND: &str = "User not found";
-/// Reason sent with [`close::CALL_NOT_AVAILABLE`] for an unknown call.
-pub const REASON_CALL_NOT_FOUND: &str = "Call not found. Please create a new call.";
-/// Reason sent with [`close::CALL_NOT_AVAILABLE`] for an expired call.
-pub const REASON_CALL_EXPIRED: &str = "Call has expired. Please create a new call.";
-/// Reason sent with [`close::CALL_NOT_AVAILABLE`] for an ended call.
-pub const REASON_CALL_ENDED: &str = close::REASON_CALL_ENDED;
-/// Close code for a server-side failure during the handshake.
-pub const INTERNAL_ERROR: u16 = 1011;
-/// Reason sent with [`INTERNAL_ERROR`].
-pub const REASON_INTERNAL_ERROR: &str = "Internal server error";
 /// Longest call code looked up (longer ones cannot exist).
 const MAX_CODE_CHARS: usize = telcall_domain::services::MAX_CODE_CHARS;
 
 /// Registers the WebSocket route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ws/calls/{call_id}", web::get().to(connect));
+    cfg.service(web::resource(crate::openapi::WS_PATH).route(web::get().to(connect)));
 }
 
 /// Why a handshake was refused: the close code and reason the client gets.
@@ -135,7 +129,7 @@ pub fn check_origin(req: &HttpRequest, allowed: &AllowedOrigins) -> Result<(), R
     } else {
         Err(Refusal::new(
             close::ORIGIN_NOT_ALLOWED,
-            REASON_ORIGIN_NOT_ALLOWED,
+            close::REASON_ORIGIN_NOT_ALLOWED,
         ))
     }
 }
@@ -143,12 +137,16 @@ pub fn check_origin(req: &HttpRequest, allowed: &AllowedOrigins) -> Result<(), R
 /// The close reason for a call that cannot be joined.
 pub fn call_refusal(error: &DomainError) -> Refusal {
     match error {
-        DomainError::CallExpired => Refusal::new(close::CALL_NOT_AVAILABLE, REASON_CALL_EXPIRED),
-        DomainError::CallNotAvailable | DomainError::CallNoLongerActive => {
-            Refusal::new(close::CALL_NOT_AVAILABLE, REASON_CALL_ENDED)
+        DomainError::CallExpired => {
+            Refusal::new(close::CALL_NOT_AVAILABLE, close::REASON_CALL_EXPIRED)
         }
-        DomainError::Storage(_) => Refusal::new(INTERNAL_ERROR, REASON_INTERNAL_ERROR),
-        _ => Refusal::new(close::CALL_NOT_AVAILABLE, REASON_CALL_NOT_FOUND),
+        DomainError::CallNotAvailable | DomainError::CallNoLongerActive => {
+            Refusal::new(close::CALL_NOT_AVAILABLE, close::REASON_CALL_ENDED)
+        }
+        DomainError::Storage(_) => {
+            Refusal::new(close::INTERNAL_ERROR, close::REASON_INTERNAL_ERROR)
+        }
+        _ => Refusal::new(close::CALL_NOT_AVAILABLE, close::REASON_CALL_NOT_FOUND),
     }
 }
 
@@ -157,6 +155,8 @@ struct Admitted {
     user: User,
     call: Call,
     kind: CredentialKind,
+    /// The session the credential belongs to (closing it closes this connection).
+    session_id: Option<String>,
 }
 
 /// Steps 1–3 of the handshake.
@@ -169,33 +169,38 @@ async fn admit(
     check_origin(req, &state.settings.cors_allow_origins)?;
 
     let token = credential(req, offered)
-        .ok_or_else(|| Refusal::new(close::UNAUTHORIZED, REASON_NOT_AUTHENTICATED))?;
+        .ok_or_else(|| Refusal::new(close::UNAUTHORIZED, close::REASON_NOT_AUTHENTICATED))?;
     let identity = state
         .sessions
-        .verify_ws_credential(&token, state.tickets.as_ref())
+        .verify_live_ws_credential(&token, state.tickets.as_ref(), state.revocations.as_ref())
         .await
         .map_err(|e| {
             if e.is_server_error() {
                 tracing::error!(error = %e, "WebSocket credential check failed");
-                Refusal::new(INTERNAL_ERROR, REASON_INTERNAL_ERROR)
+                Refusal::new(close::INTERNAL_ERROR, close::REASON_INTERNAL_ERROR)
             } else {
                 tracing::debug!(error = %e, "WebSocket credential refused");
                 Refusal::new(close::UNAUTHORIZED, e.detail())
             }
         })?;
-    let user = match state.repo.find_user(identity.user_id).await {
-        Ok(Some(user)) => user,
-        Ok(None) => return Err(Refusal::new(close::UNAUTHORIZED, REASON_USER_NOT_FOUND)),
-        Err(e) => {
-            tracing::error!(error = %e, "WebSocket user lookup failed");
-            return Err(Refusal::new(INTERNAL_ERROR, REASON_INTERNAL_ERROR));
-        }
-    };
+    let user = state
+        .users
+        .authenticate(identity.user_id)
+        .await
+        .map_err(|e| match e {
+            DomainError::UserNotFound => {
+                Refusal::new(close::UNAUTHORIZED, close::REASON_USER_NOT_FOUND)
+            }
+            other => {
+                tracing::error!(error = %other, "WebSocket user lookup failed");
+                Refusal::new(close::INTERNAL_ERROR, close::REASON_INTERNAL_ERROR)
+            }
+        })?;
 
     if code.is_empty() || code.chars().count() > MAX_CODE_CHARS {
         return Err(Refusal::new(
             close::CALL_NOT_AVAILABLE,
-            REASON_CALL_NOT_FOUND,
+            close::REASON_CALL_NOT_FOUND,
         ));
     }
     let call = state.calls.joinable_call(code).await.map_err(|e| {
@@ -208,6 +213,7 @@ async fn admit(
         user,
         call,
         kind: identity.kind,
+        session_id: identity.session_id,
     })
 }
 
@@ -225,34 +231,31 @@ fn signaling_user(user: &User) -> SignalingUser {
 /// socket with the refusal's code and reason).
 async fn connect(
     req: HttpRequest,
-    body: web::Payload,
+    body_raw: web::Payload,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let code = path.into_inner();
     let offered = offered_protocols(&req);
-    let select: Vec<&str> = offered.first().map(String::as_str).into_iter().collect();
 
-    // actix-ws writes the frames; the read half is ours (bounded, see `frames`), so actix-ws
-    // gets an empty payload and its own reader is never used.
-    let raw = body.into_inner();
-    let unused = web::Payload::from_request(&req, &mut Payload::None).await?;
-    let (response, socket, _unused_reader) =
-        match actix_ws::handle_with_protocols(&req, unused, &select) {
-            Ok(parts) => parts,
-            Err(e) => {
-                let status = e.as_response_error().status_code();
-                let status = if status.is_client_error() {
-                    status
-                } else {
-                    StatusCode::BAD_REQUEST
-                };
-                return Ok(detail_response(status, e.to_string()));
-            }
-        };
+    // The handshake response is built here and its body is this connection's hand-off
+    // (`outgoing`); the read half is ours too (bounded, see `frames`).
+    let mut response = match actix_http::ws::handshake(req.head()) {
+        Ok(response) => response,
+        Err(e) => return Err(ApiError::from_handshake(&e).into()),
+    };
+    // Browsers drop a connection whose offered protocol is not echoed: select the first.
+    if let Some(first) = offered.first()
+        && let Ok(value) = header::HeaderValue::from_str(first)
+    {
+        response.insert_header((header::SEC_WEBSOCKET_PROTOCOL, value));
+    }
+    let (socket, body) = outgoing::outgoing();
+    let response: HttpResponse = response.message_body(BodyStream::new(body).boxed())?.into();
+    let raw = body_raw.into_inner();
 
     match admit(&req, &state, &code, &offered).await {
-        Ok(admitted) => start(&state, admitted, socket, raw),
+        Ok(admitted) => start(&state, admitted, socket, raw).await,
         Err(refusal) => {
             tracing::info!(
                 call = %code,
@@ -260,31 +263,88 @@ async fn connect(
                 close_reason = %refusal.reason,
                 "WebSocket refused"
             );
-            refuse(socket, refusal);
+            refuse(&socket, &refusal);
         }
     }
     Ok(response)
 }
 
 /// Closes an accepted socket with the refusal's code and reason.
-fn refuse(socket: actix_ws::Session, refusal: Refusal) {
-    actix_web::rt::spawn(async move {
-        let reason = CloseReason {
-            code: CloseCode::from(refusal.code),
-            description: Some(refusal.reason),
-        };
-        let _ = socket.close(Some(reason)).await;
-    });
+fn refuse(socket: &outgoing::Outgoing, refusal: &Refusal) {
+    let _ = socket.close(refusal.code, &refusal.reason);
 }
 
-/// Step 4 and 5 (the hub) and the session.
-fn start(state: &AppState, admitted: Admitted, socket: actix_ws::Session, raw: Payload) {
-    let Admitted { user, call, kind } = admitted;
-    let joined = match state.hub.join(call.code.as_str(), signaling_user(&user)) {
+/// With several instances (`REDIS_URL`), a seat in the room's roster in Redis: capacity and
+/// one connection per user hold across instances. `Ok(None)` when there is no shared
+/// roster. When Redis failed the seat is held locally (the room works among this instance's
+/// connections) and taken in Redis once it answers again.
+async fn take_seat(
+    state: &AppState,
+    interest: Option<&telcall_redis::RoomInterest>,
+    user: &SignalingUser,
+) -> Result<Option<telcall_redis::Seat>, Refusal> {
+    let (Some(broker), Some(interest)) = (&state.broker, interest) else {
+        return Ok(None);
+    };
+    let capacity = state.settings.ws.max_participants_per_call;
+    match broker.join_room(interest, user, capacity).await {
+        Ok(seat) => Ok(Some(seat)),
+        Err(telcall_redis::RosterError::Full) => {
+            Err(Refusal::new(close::ROOM_FULL, close::REASON_ROOM_FULL))
+        }
+        Err(telcall_redis::RosterError::Unavailable { seat, error }) => {
+            tracing::warn!(%error, "Redis roster unavailable; joining this instance's room until it answers");
+            Ok(Some(seat))
+        }
+    }
+}
+
+/// Gives a roster seat back, off the caller's path.
+fn release_seat(state: &AppState, seat: Option<telcall_redis::Seat>) {
+    if let (Some(broker), Some(seat)) = (state.broker.clone(), seat) {
+        actix_web::rt::spawn(async move { broker.leave_room(&seat, false).await });
+    }
+}
+
+/// Step 4 and 5 (the roster and the hub) and the session.
+async fn start(state: &AppState, admitted: Admitted, socket: outgoing::Outgoing, raw: Payload) {
+    let Admitted {
+        user,
+        call,
+        kind,
+        session_id,
+    } = admitted;
+    let member = signaling_user(&user);
+    let interest = state
+        .broker
+        .as_ref()
+        .map(|broker| broker.interest(call.code.as_str()));
+    let seat = match take_seat(state, interest.as_ref(), &member).await {
+        Ok(seat) => seat,
+        Err(refusal) => {
+            tracing::info!(
+                call = %call.code,
+                user = user.id,
+                close_code = refusal.code,
+                close_reason = %refusal.reason,
+                "WebSocket refused"
+            );
+            refuse(&socket, &refusal);
+            return;
+        }
+    };
+    let joined = state.hub.join(call.code.as_str(), member);
+    drop(interest);
+    let joined = match joined {
         Ok(joined) => joined,
         Err(e) => {
+            release_seat(state, seat);
             let refusal = match e {
                 JoinError::RoomFull => Refusal::new(close::ROOM_FULL, close::REASON_ROOM_FULL),
+                JoinError::TooManyConnections => Refusal::new(
+                    close::TOO_MANY_CONNECTIONS,
+                    close::REASON_TOO_MANY_CONNECTIONS,
+                ),
                 JoinError::ShuttingDown => Refusal::new(close::GOING_AWAY, close::REASON_SHUTDOWN),
             };
             tracing::info!(
@@ -294,7 +354,7 @@ fn start(state: &AppState, admitted: Admitted, socket: actix_ws::Session, raw: P
                 close_reason = %refusal.reason,
                 "WebSocket refused"
             );
-            refuse(socket, refusal);
+            refuse(&socket, &refusal);
             return;
         }
     };
@@ -313,6 +373,7 @@ fn start(state: &AppState, admitted: Admitted, socket: actix_ws::Session, raw: P
         );
     });
     let ws = state.settings.ws.clone();
+    let handle = joined.handle.clone();
     let session = session::Session {
         hub: state.hub.clone(),
         presence: state.presence.clone(),
@@ -323,7 +384,32 @@ fn start(state: &AppState, admitted: Admitted, socket: actix_ws::Session, raw: P
         joined,
         socket,
     };
-    actix_web::rt::spawn(session.run().instrument(span));
+    let sockets = state.session_sockets.clone();
+    let revocations = state.revocations.clone();
+    let hub = state.hub.clone();
+    let broker = state.broker.clone();
+    let run = async move {
+        if let Some(sid) = &session_id {
+            sockets.add(sid, handle.clone());
+            // A logout between the credential check and this registration did not see the
+            // connection: look again now that a later logout will.
+            if matches!(revocations.is_revoked(sid).await, Ok(true)) {
+                hub.close_connection(&handle, close::UNAUTHORIZED, close::REASON_SESSION_REVOKED);
+            }
+        }
+        session.run().await;
+        if let Some(sid) = &session_id {
+            sockets.remove(sid, handle.id());
+        }
+        // The seat goes back whatever ended the session (a newer connection of the same
+        // user holds a seat of its own, which this leaves alone). At shutdown the hub
+        // announced no leave: the other instances tell their rooms.
+        if let (Some(broker), Some(seat)) = (broker, seat) {
+            let notify = hub.is_shutting_down() && !handle.is_replaced();
+            broker.leave_room(&seat, notify).await;
+        }
+    };
+    actix_web::rt::spawn(run.instrument(span));
 }
 
 #[cfg(test)]

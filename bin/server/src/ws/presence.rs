@@ -1,7 +1,6 @@
 //! Recording who was in which call, off the relay path.
 //!
-//! WebSocket sessions report joins and leaves with [`Presence::joined`] / [`Presence::left`]
-//! (and a room past the maximum duration with [`Presence::duration_exceeded`]),
+//! WebSocket sessions report joins and leaves with [`Presence::joined`] / [`Presence::left`],
 //! which only `try_send` into a bounded queue; one background task ([`Presence::spawn_worker`])
 //! writes them to the database in the order they happened (participant rows with join and
 //! leave times, friend links between everyone who shared the call). A database error is
@@ -10,7 +9,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use telcall_domain::{Call, CallService, EndReason, UserId};
+use telcall_domain::{Call, CallService, UserId};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -28,10 +27,6 @@ enum Event {
     Left {
         call: Call,
         user: UserId,
-    },
-    DurationExceeded {
-        call: Call,
-        hours: u32,
     },
 }
 
@@ -93,15 +88,6 @@ impl Presence {
         });
     }
 
-    /// `call`'s room ran past the maximum call duration: the call itself is ended, so
-    /// nobody can start a fresh room on it.
-    pub fn duration_exceeded(&self, call: &Call, hours: u32) {
-        self.push(Event::DurationExceeded {
-            call: call.clone(),
-            hours,
-        });
-    }
-
     fn push(&self, event: Event) {
         if let Err(e) = self.tx.try_send(event) {
             let event = match &e {
@@ -147,13 +133,6 @@ impl Worker {
                 call,
                 *user,
             ),
-            Event::DurationExceeded { call, hours } => {
-                let reason = EndReason::MaxDuration(*hours);
-                if let Err(error) = self.calls.end_for_limit(call.code.as_str(), reason).await {
-                    tracing::warn!(call = %call.code, %error, "could not end a call past its maximum duration");
-                }
-                return;
-            }
         };
         if let Err(error) = result {
             tracing::warn!(call = %call.code, user, %error, "could not record a participant {what}");

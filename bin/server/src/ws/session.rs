@@ -4,7 +4,10 @@
 //! - the hub's [`Outbox`] (frames for this client; a close the hub decided: 1000 after
 //!   `call_ended`, 1013 too slow, 4409 replaced, 1001 shutdown),
 //! - the client's frames ([`FrameReader`], bounded whatever the client announces),
-//! - the keepalive ping interval, the idle deadline and the maximum call duration.
+//! - the keepalive ping interval and the idle deadline.
+//!
+//! The maximum call duration is not a connection's business: it belongs to the call and is
+//! enforced by the sweeper (`crate::sweeper`) and the handshake, from the call's creation.
 //!
 //! It is the socket's only writer. A write that cannot be handed to the connection within
 //! the idle timeout (the client stopped reading and every buffer is full) ends the session:
@@ -12,7 +15,6 @@
 
 use std::time::Duration;
 
-use actix_ws::{CloseCode, CloseReason};
 use telcall_domain::{Call, CallService, DomainError};
 use telcall_signaling::{
     ConnectionHandle, Hub, Joined, Outbound, Outbox, ProtocolError, ServerMessage, close,
@@ -20,28 +22,22 @@ use telcall_signaling::{
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::frames::{FrameReader, Incoming, ReadError};
+use super::outgoing::{self, Outgoing};
 use super::presence::Presence;
 use crate::config::WsSettings;
 
-/// Close code sent to a client that kept flooding after [`RATE_LIMIT_WARNINGS`] warnings.
-pub const POLICY_VIOLATION: u16 = 1008;
-/// Close code sent when the client broke the WebSocket framing rules.
-pub const PROTOCOL_ERROR: u16 = 1002;
-/// Close code sent to a connection silent for `WS_IDLE_TIMEOUT_SECONDS` ("going away": a
-/// client that is still alive reconnects).
-pub const IDLE_CLOSE_CODE: u16 = close::GOING_AWAY;
-/// Reason sent with [`IDLE_CLOSE_CODE`].
-pub const REASON_IDLE: &str = "Idle timeout";
-/// Reason sent with [`POLICY_VIOLATION`].
-pub const REASON_RATE_LIMITED: &str = "Rate limit exceeded";
-/// Reason sent with [`PROTOCOL_ERROR`].
-pub const REASON_PROTOCOL_ERROR: &str = "Protocol error";
+// Close codes and reasons of a session's end (flooding, broken framing, silence).
+use close::{
+    IDLE_TIMEOUT as IDLE_CLOSE_CODE, POLICY_VIOLATION, PROTOCOL_ERROR, REASON_IDLE,
+    REASON_PROTOCOL_ERROR, REASON_RATE_LIMITED,
+};
 /// Over-rate messages answered with an `error` frame before the connection is closed with
-/// [`POLICY_VIOLATION`]. The count restarts once the client has been quiet long enough for
+/// [`close::POLICY_VIOLATION`]. The count restarts once the client has been quiet long enough for
 /// its bucket to refill completely.
 pub const RATE_LIMIT_WARNINGS: u32 = 3;
-/// Longest a maximum-duration timer is armed for (keeps `Instant` arithmetic in range).
-const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// How long a closing session waits for a client to take its last frames before the
+/// connection is dropped.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Everything a session needs, handed over by the handshake.
 pub struct Session {
@@ -57,8 +53,8 @@ pub struct Session {
     pub call: Call,
     /// The hub's side of the connection.
     pub joined: Joined,
-    /// The socket's write half.
-    pub socket: actix_ws::Session,
+    /// The socket's write half (the response body's hand-off).
+    pub socket: Outgoing,
     /// The socket's read half.
     pub reader: FrameReader,
 }
@@ -96,6 +92,8 @@ enum WriteError {
     Closed,
     /// Nothing could be written for the stall timeout: the client does not read.
     Stalled,
+    /// The hub closed the connection while a write waited (its close comes next).
+    Preempted,
 }
 
 impl WriteError {
@@ -103,46 +101,66 @@ impl WriteError {
         match self {
             Self::Closed => End::Lost("connection closed"),
             Self::Stalled => End::Lost("client stopped reading"),
+            // Not an end: the loop goes on and takes the hub's close from the outbox.
+            Self::Preempted => End::Lost("closed by the hub while writing"),
         }
     }
 }
 
 /// The socket's write half with a bound on how long one write may wait.
 struct Writer {
-    socket: actix_ws::Session,
+    out: Outgoing,
     stall: Duration,
 }
 
 impl Writer {
     async fn bounded(
         stall: Duration,
-        write: impl Future<Output = Result<(), actix_ws::Closed>>,
+        write: impl Future<Output = Result<(), outgoing::Closed>>,
     ) -> Result<(), WriteError> {
         match tokio::time::timeout(stall, write).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(actix_ws::Closed)) => Err(WriteError::Closed),
+            Ok(Err(outgoing::Closed)) => Err(WriteError::Closed),
             Err(_) => Err(WriteError::Stalled),
         }
     }
 
-    async fn text(&mut self, text: &str) -> Result<(), WriteError> {
-        Self::bounded(self.stall, self.socket.text(text)).await
+    /// Writes a text frame; gives up at once when the hub force-closes the connection
+    /// meanwhile (its close is then the outbox's next item).
+    async fn text(&mut self, text: &str, outbox: &Outbox) -> Result<(), WriteError> {
+        tokio::select! {
+            biased;
+            written = Self::bounded(self.stall, self.out.text(text)) => written,
+            () = outbox.forced_close() => Err(WriteError::Preempted),
+        }
     }
 
-    async fn ping(&mut self) -> Result<(), WriteError> {
-        Self::bounded(self.stall, self.socket.ping(b"")).await
+    async fn ping(&mut self, outbox: &Outbox) -> Result<(), WriteError> {
+        tokio::select! {
+            biased;
+            written = Self::bounded(self.stall, self.out.ping(b"")) => written,
+            () = outbox.forced_close() => Err(WriteError::Preempted),
+        }
     }
 
     async fn pong(&mut self, payload: &[u8]) -> Result<(), WriteError> {
-        Self::bounded(self.stall, self.socket.pong(payload)).await
+        Self::bounded(self.stall, self.out.pong(payload)).await
     }
 
+    /// Queues the close frame and waits (at most [`CLOSE_GRACE`]) for the client to take
+    /// what is left; a client that does not has its connection dropped.
     async fn close(self, code: u16, reason: &str) -> Result<(), WriteError> {
-        let reason = CloseReason {
-            code: CloseCode::from(code),
-            description: (!reason.is_empty()).then(|| reason.to_owned()),
-        };
-        Self::bounded(self.stall, self.socket.close(Some(reason))).await
+        self.out
+            .close(code, reason)
+            .map_err(|outgoing::Closed| WriteError::Closed)?;
+        if tokio::time::timeout(CLOSE_GRACE, self.out.drained())
+            .await
+            .is_err()
+        {
+            self.out.abort();
+            return Err(WriteError::Stalled);
+        }
+        Ok(())
     }
 }
 
@@ -235,7 +253,7 @@ impl Session {
             handle,
             outbox,
             replaced,
-            room_start_time,
+            ..
         } = joined;
         let user_id = handle.user().id;
         let code = call.code.as_str();
@@ -258,24 +276,13 @@ impl Session {
         }
 
         let started = Instant::now();
-        let elapsed = chrono::Utc::now()
-            .signed_duration_since(room_start_time)
-            .to_std()
-            .unwrap_or_default();
-        let max_duration_at = started
-            + settings
-                .max_call_duration
-                .saturating_sub(elapsed)
-                .min(FAR_FUTURE);
 
         let mut writer = Writer {
-            socket,
+            out: socket,
             stall: settings.idle_timeout,
         };
         let mut driver = Driver {
             hub: &hub,
-            presence: &presence,
-            call: &call,
             settings: &settings,
             handle: &handle,
             outbox,
@@ -287,9 +294,7 @@ impl Session {
             ),
             received: 0,
         };
-        let end = driver
-            .drive(&mut writer, max_duration_at, room_start_time)
-            .await;
+        let end = driver.drive(&mut writer).await;
         if matches!(end, End::Close { by_hub: false, .. }) {
             // This loop decided to close (rate limit, idle, protocol error): what the hub had
             // already queued (answers to earlier messages) goes out first.
@@ -312,18 +317,19 @@ impl Session {
         };
         // Leave first: once the client sees the close, the room no longer counts it.
         let left = hub.leave(&handle);
+        // A stale `leave` means replaced (the stay goes on, on the newer connection) or
+        // removed by the hub (call ended, shutdown: the stay is over, closed here). How this
+        // loop ended does not tell them apart: a client may close just as its room ends, and
+        // a connection cut off (1013) and then replaced never sees its 4409. Recorded now,
+        // before the close is written (which may wait for a slow client): a newer connection
+        // of the same user joining meanwhile is recorded after this leave.
+        if left || !handle.is_replaced() {
+            presence.left(&call, user_id);
+        }
         let delivered = match code_sent {
             Some(c) => writer.close(c, &reason_sent).await.is_ok(),
             None => false,
         };
-
-        // A stale `leave` means replaced (the stay goes on, on the newer connection) or
-        // removed by the hub (call ended, shutdown: the stay is over, closed here). How this
-        // loop ended does not tell them apart: a client may close just as its room ends, and
-        // a connection cut off (1013) and then replaced never sees its 4409.
-        if left || !handle.is_replaced() {
-            presence.left(&call, user_id);
-        }
 
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match &end {
@@ -364,9 +370,10 @@ async fn still_joinable(calls: &CallService, hub: &Hub, code: &str) -> bool {
             tracing::warn!(%error, "could not check the call again after the join");
             return true;
         }
-        Err(DomainError::CallExpired) => telcall_signaling::EndReason::Expired,
-        Err(_) => telcall_signaling::EndReason::Ended,
+        Err(DomainError::CallExpired) => telcall_domain::EndReason::Expired,
+        Err(_) => telcall_domain::EndReason::Ended,
     };
+    let reason = crate::events::wire_reason(reason);
     tracing::info!(%reason, "the call ended during the handshake; ending its room");
     hub.end_room(code, reason);
     false
@@ -375,8 +382,6 @@ async fn still_joinable(calls: &CallService, hub: &Hub, code: &str) -> bool {
 /// The loop's state.
 struct Driver<'a> {
     hub: &'a Hub,
-    presence: &'a Presence,
-    call: &'a Call,
     settings: &'a WsSettings,
     handle: &'a ConnectionHandle,
     outbox: Outbox,
@@ -387,28 +392,21 @@ struct Driver<'a> {
 }
 
 impl Driver<'_> {
-    async fn drive(
-        &mut self,
-        writer: &mut Writer,
-        max_duration_at: Instant,
-        room_start_time: chrono::DateTime<chrono::Utc>,
-    ) -> End {
+    async fn drive(&mut self, writer: &mut Writer) -> End {
         let ws = self.settings;
         let mut ping =
             tokio::time::interval_at(Instant::now() + ws.ping_interval, ws.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let idle = tokio::time::sleep(ws.idle_timeout);
         tokio::pin!(idle);
-        let max_duration = tokio::time::sleep_until(max_duration_at);
-        tokio::pin!(max_duration);
-        let mut duration_reached = false;
 
         loop {
             tokio::select! {
                 item = self.outbox.recv() => match item {
                     Some(Outbound::Text(frame)) => {
-                        if let Err(e) = writer.text(&frame).await {
-                            return e.end();
+                        match writer.text(&frame, &self.outbox).await {
+                            Ok(()) | Err(WriteError::Preempted) => {}
+                            Err(e) => return e.end(),
                         }
                     }
                     Some(Outbound::Close { code, reason }) => {
@@ -438,27 +436,12 @@ impl Driver<'_> {
                     }
                 },
                 _ = ping.tick() => {
-                    if let Err(e) = writer.ping().await {
-                        return e.end();
+                    match writer.ping(&self.outbox).await {
+                        Ok(()) | Err(WriteError::Preempted) => {}
+                        Err(e) => return e.end(),
                     }
                 },
                 () = &mut idle => return End::server(IDLE_CLOSE_CODE, REASON_IDLE),
-                () = &mut max_duration, if !duration_reached => {
-                    duration_reached = true;
-                    let room = self.handle.room();
-                    // Only the room this connection joined: a later room of the same call
-                    // has its own start time.
-                    if self.hub.room_start_time(room) == Some(room_start_time) {
-                        let reason = telcall_signaling::EndReason::MaxDuration {
-                            hours: ws.max_call_duration_hours,
-                        };
-                        tracing::info!(%reason, "maximum call duration reached; ending the room");
-                        self.hub.end_room(room, reason);
-                        self.presence
-                            .duration_exceeded(self.call, ws.max_call_duration_hours);
-                    }
-                    // call_ended and the close now come through the outbox.
-                },
             }
         }
     }
@@ -466,7 +449,7 @@ impl Driver<'_> {
     /// Writes the frames already queued for this client, stopping at the first failure.
     async fn flush(&mut self, writer: &mut Writer) {
         while let Some(Outbound::Text(frame)) = self.outbox.try_recv() {
-            if writer.text(&frame).await.is_err() {
+            if writer.text(&frame, &self.outbox).await.is_err() {
                 return;
             }
         }
@@ -489,7 +472,10 @@ impl Driver<'_> {
                     Verdict::Accept => {}
                     Verdict::Warn => {
                         let frame = rate_limit_frame(self.settings);
-                        return writer.text(&frame).await.err().map(WriteError::end);
+                        return match writer.text(&frame, &self.outbox).await {
+                            Ok(()) | Err(WriteError::Preempted) => None,
+                            Err(e) => Some(e.end()),
+                        };
                     }
                     Verdict::Close => {
                         tracing::info!("client kept flooding after rate-limit warnings");

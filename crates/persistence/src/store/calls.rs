@@ -130,4 +130,31 @@ impl CallRepository for SeaStore {
         }
         Ok(calls)
     }
+
+    /// One `UPDATE … WHERE status = 'active' AND created_at <= created_by RETURNING *` on
+    /// both backends, so a call is ended (and reported) by exactly one sweeper.
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn end_calls_created_by(
+        &self,
+        created_by: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Call>, RepoError> {
+        let mut stmt = calls::Entity::update_many()
+            .col_expr(
+                calls::Column::Status,
+                Expr::value(CallStatus::Ended.as_str()),
+            )
+            .col_expr(calls::Column::EndedAt, Expr::value(Some(now)))
+            .filter(calls::Column::Status.eq(CallStatus::Active.as_str()))
+            .filter(calls::Column::CreatedAt.lte(created_by))
+            .into_query();
+        stmt.returning_all();
+        let mut calls = into_calls(run_all(&self.db, &stmt).await?)?;
+        // RETURNING has no defined order.
+        calls.sort_by_key(|c| (c.created_at, c.id));
+        if !calls.is_empty() {
+            tracing::debug!(count = calls.len(), "ended calls past the maximum duration");
+        }
+        Ok(calls)
+    }
 }

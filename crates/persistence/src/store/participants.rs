@@ -4,11 +4,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QueryTrait};
-use telcall_domain::{CallId, Participant, ParticipantRepository, RepoError, UserId};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait};
+use telcall_domain::{Call, CallId, Participant, ParticipantRepository, RepoError, UserId};
 
 use super::{SeaStore, no_row, run_all, run_exec, run_one};
-use crate::entity::participants;
+use crate::entity::{calls, participants};
 
 impl From<participants::Model> for Participant {
     fn from(m: participants::Model) -> Self {
@@ -60,6 +60,81 @@ impl ParticipantRepository for SeaStore {
             .filter(participants::Column::LeftAt.is_null())
             .into_query();
         run_exec(&self.db, &stmt).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(call = call, user = user))]
+    async fn continue_stay(
+        &self,
+        call: CallId,
+        user: UserId,
+        since: DateTime<Utc>,
+    ) -> Result<Option<Participant>, RepoError> {
+        let latest = participants::Entity::find()
+            .filter(participants::Column::CallId.eq(call))
+            .filter(participants::Column::UserId.eq(user))
+            .order_by_desc(participants::Column::Id)
+            .limit(1)
+            .into_query();
+        let Some(latest) = run_one::<participants::Model, _, _>(&self.db, &latest).await? else {
+            return Ok(None);
+        };
+        if latest.left_at.is_some_and(|left| left < since) {
+            return Ok(None);
+        }
+        if latest.left_at.is_none() {
+            return Ok(Some(latest.into()));
+        }
+        let mut stmt = participants::Entity::update_many()
+            .col_expr(
+                participants::Column::LeftAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(participants::Column::Id.eq(latest.id))
+            .into_query();
+        stmt.returning_all();
+        Ok(run_one::<participants::Model, _, _>(&self.db, &stmt)
+            .await?
+            .map(Participant::from))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(call = call))]
+    async fn close_open_stays(&self, call: CallId, at: DateTime<Utc>) -> Result<u64, RepoError> {
+        let stmt = participants::Entity::update_many()
+            .col_expr(participants::Column::LeftAt, Expr::value(Some(at)))
+            .filter(participants::Column::CallId.eq(call))
+            .filter(participants::Column::LeftAt.is_null())
+            .into_query();
+        run_exec(&self.db, &stmt).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn calls_with_open_stays(&self) -> Result<Vec<Call>, RepoError> {
+        let open = participants::Entity::find()
+            .select_only()
+            .column(participants::Column::CallId)
+            .filter(participants::Column::LeftAt.is_null())
+            .into_query();
+        let stmt = calls::Entity::find()
+            .filter(calls::Column::Id.in_subquery(open))
+            .order_by_asc(calls::Column::Id)
+            .into_query();
+        run_all::<calls::Model, _, _>(&self.db, &stmt)
+            .await?
+            .into_iter()
+            .map(Call::try_from)
+            .collect()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(call = call, user = user))]
+    async fn has_participated(&self, call: CallId, user: UserId) -> Result<bool, RepoError> {
+        let stmt = participants::Entity::find()
+            .filter(participants::Column::CallId.eq(call))
+            .filter(participants::Column::UserId.eq(user))
+            .limit(1)
+            .into_query();
+        Ok(run_one::<participants::Model, _, _>(&self.db, &stmt)
+            .await?
+            .is_some())
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(call = call))]

@@ -65,15 +65,22 @@ struct SummaryRow {
     participant_count: i64,
     avg_duration_seconds: Option<f64>,
     avg_audio_bitrate_kbps: Option<f64>,
-    total_audio_packets_lost: i64,
+    total_audio_packets_lost: f64,
     avg_audio_jitter_ms: Option<f64>,
     avg_rtt_ms: Option<f64>,
+}
+
+/// `value` rounded into an `i64`, saturating at its bounds (NaN is 0).
+#[allow(clippy::cast_possible_truncation)]
+fn saturating_i64(value: f64) -> i64 {
+    // `as` from a float saturates and maps NaN to 0.
+    value.round() as i64
 }
 
 #[async_trait]
 impl CallStatsRepository for SeaStore {
     #[tracing::instrument(level = "debug", skip_all, fields(call = call.id, user = user))]
-    async fn insert_stats(
+    async fn upsert_stats(
         &self,
         call: &Call,
         user: UserId,
@@ -98,35 +105,65 @@ impl CallStatsRepository for SeaStore {
             rtt_ms: Set(f.rtt_ms),
             created_at: Set(at),
         };
-        let mut stmt = call_stats::Entity::insert(row).into_query();
-        stmt.returning_all();
-        let stored = run_one::<call_stats::Model, _, _>(&self.db, &stmt)
-            .await?
-            .ok_or_else(|| no_row("call stats insert"))?;
+        // Update first, insert when there is nothing to update; an insert that lost a race
+        // with a concurrent first report (unique violation) updates that one instead. No
+        // `ON CONFLICT`: SQLite checks its target against the schema a pooled connection
+        // cached, which may predate the unique index when migrations just ran.
+        let mut figures_only = row.clone();
+        figures_only.call_id = NotSet;
+        figures_only.user_id = NotSet;
+        let mut update = call_stats::Entity::update_many()
+            .set(figures_only)
+            .filter(call_stats::Column::CallId.eq(call.id))
+            .filter(call_stats::Column::UserId.eq(user))
+            .into_query();
+        update.returning_all();
+        let mut insert = call_stats::Entity::insert(row).into_query();
+        insert.returning_all();
+        let mut stored = None;
+        for _ in 0..2 {
+            if let Some(updated) = run_one::<call_stats::Model, _, _>(&self.db, &update).await? {
+                stored = Some(updated);
+                break;
+            }
+            match run_one::<call_stats::Model, _, _>(&self.db, &insert).await {
+                Ok(inserted) => {
+                    stored = inserted;
+                    break;
+                }
+                Err(RepoError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let stored = stored.ok_or_else(|| no_row("call stats upsert"))?;
         Ok(to_domain(stored, call.code.clone()))
     }
 
-    /// `COUNT(*)`, `AVG` over non-null values, `COALESCE(SUM(..), 0)` cast to `BIGINT`
-    /// (PostgreSQL's `SUM(bigint)` is `numeric`). No rows: zero count and sum, no averages.
+    /// `COUNT(DISTINCT user_id)`, `AVG` over non-null values, and the packet total summed
+    /// as double precision: an integer `SUM` overflows on SQLite ("integer overflow") and
+    /// its `numeric` result does not fit back into `BIGINT` on PostgreSQL, whatever rows a
+    /// database holds; a double sum cannot fail, is exact far beyond any plausible total
+    /// (2^53) and is saturated into `i64` here. No rows: zero count and sum, no averages.
     #[tracing::instrument(level = "debug", skip_all, fields(call = call))]
     async fn summarize_stats(&self, call: CallId) -> Result<CallStatsSummary, RepoError> {
         use call_stats::Column as C;
         let avg = |c: C| Func::avg(Expr::col(c));
         let stmt = Query::select()
             .expr_as(
-                Expr::col(sea_orm::sea_query::Asterisk).count(),
+                Func::count_distinct(Expr::col(C::UserId)),
                 "participant_count",
             )
             .expr_as(avg(C::DurationSeconds), "avg_duration_seconds")
             .expr_as(avg(C::AudioBitrateKbps), "avg_audio_bitrate_kbps")
             .expr_as(
-                Func::cast_as(
-                    Func::coalesce([
-                        Func::sum(Expr::col(C::AudioPacketsLost)).into(),
-                        Expr::val(0_i64),
-                    ]),
-                    Alias::new("BIGINT"),
-                ),
+                Func::coalesce([
+                    Func::sum(Func::cast_as(
+                        Expr::col(C::AudioPacketsLost),
+                        Alias::new("DOUBLE PRECISION"),
+                    ))
+                    .into(),
+                    Expr::val(0.0_f64),
+                ]),
                 "total_audio_packets_lost",
             )
             .expr_as(avg(C::AudioJitterMs), "avg_audio_jitter_ms")
@@ -141,7 +178,7 @@ impl CallStatsRepository for SeaStore {
             participant_count: u64::try_from(row.participant_count).unwrap_or_default(),
             avg_duration_seconds: row.avg_duration_seconds,
             avg_audio_bitrate_kbps: row.avg_audio_bitrate_kbps,
-            total_audio_packets_lost: row.total_audio_packets_lost,
+            total_audio_packets_lost: saturating_i64(row.total_audio_packets_lost),
             avg_audio_jitter_ms: row.avg_audio_jitter_ms,
             avg_rtt_ms: row.avg_rtt_ms,
         })

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{EntityTrait, QueryTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryTrait};
 use telcall_domain::{RepoError, User, UserId, UserProfile, UserRepository};
 
 use super::{SeaStore, no_row, run_one};
@@ -68,6 +68,19 @@ impl UserRepository for SeaStore {
     #[tracing::instrument(level = "debug", skip_all, fields(user = id))]
     async fn find_user(&self, id: UserId) -> Result<Option<User>, RepoError> {
         let stmt = users::Entity::find_by_id(id).into_query();
+        Ok(run_one::<users::Model, _, _>(&self.db, &stmt)
+            .await?
+            .map(User::from))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(telegram_user_id))]
+    async fn find_user_by_telegram_id(
+        &self,
+        telegram_user_id: i64,
+    ) -> Result<Option<User>, RepoError> {
+        let stmt = users::Entity::find()
+            .filter(users::Column::TelegramUserId.eq(telegram_user_id))
+            .into_query();
         Ok(run_one::<users::Model, _, _>(&self.db, &stmt)
             .await?
             .map(User::from))

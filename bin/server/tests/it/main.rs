@@ -1,0 +1,33 @@
+//! The server's integration tests, gathered in one test binary so the whole stack links once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod api_calls;
+mod api_friends;
+mod api_stats;
+mod auth;
+mod bad_strings;
+mod browser;
+mod call_burst;
+mod call_events;
+mod common;
+mod import_legacy;
+mod log_secrets;
+mod logout;
+mod metrics;
+mod multi_instance;
+mod openapi;
+mod ops;
+mod ops_postgres;
+mod participant_rows;
+mod properties;
+mod rate_limits;
+mod security;
+mod slow_clients;
+mod telegram_bot;
+mod tidy;
+mod webrtc_config;
+mod ws_handshake;
+mod ws_limits;
+mod ws_load;
+mod ws_races;
+mod ws_signaling;
