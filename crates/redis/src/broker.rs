@@ -37,6 +37,8 @@ use crate::{MAX_RECONNECT_DELAY, MIN_RECONNECT_DELAY, Redis, RedisError};
 
 /// Events waiting for the publisher task, at most.
 pub const PUBLISH_QUEUE: usize = 4096;
+/// The first bytes of a `user_left` frame.
+const USER_LEFT_PREFIX: &str = "{\"type\":\"user_left\"";
 /// Events sent to Redis in one pipelined batch, at most.
 const PUBLISH_BATCH: usize = 256;
 /// At most one overflow warning per this interval.
@@ -857,6 +859,17 @@ fn receive(shared: &Shared, payload: &[u8]) {
     match serde_json::from_str::<RoomEvent>(json) {
         Ok(event) => {
             shared.received.fetch_add(1, Ordering::Relaxed);
+            // A leave its hub announced: the addressee is offline here from now on, before
+            // that instance's roster update arrives (a relay to them would be lost).
+            if let RoomEvent::Broadcast {
+                room,
+                except_user: Some(user_id),
+                frame,
+            } = &event
+                && frame.starts_with(USER_LEFT_PREFIX)
+            {
+                lock(&shared.views).left_on(room, *user_id, instance);
+            }
             shared.deliver(&event);
         }
         Err(e) => tracing::warn!(error = %e, "malformed room event ignored"),
@@ -948,5 +961,25 @@ async fn liveness(shared: Arc<Shared>) {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_user_left_prefix_is_how_user_left_frames_begin() {
+        let user = SignalingUser {
+            id: 7,
+            username: Some("ada".into()),
+            first_name: None,
+            last_name: None,
+            photo_url: None,
+        };
+        let left = ServerMessage::UserLeft { user: user.clone() }.to_frame();
+        assert!(left.starts_with(USER_LEFT_PREFIX), "{left}");
+        let joined = ServerMessage::UserJoined { user }.to_frame();
+        assert!(!joined.starts_with(USER_LEFT_PREFIX), "{joined}");
     }
 }

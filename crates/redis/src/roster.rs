@@ -109,7 +109,8 @@ pub(crate) const MEMBER_UPDATE_PREFIX: &str = "{\"event\":\"member\"";
 enum Presence {
     Absent,
     Local,
-    Remote(SignalingUser),
+    /// On another instance (named).
+    Remote(SignalingUser, String),
 }
 
 #[derive(Debug, Default)]
@@ -171,7 +172,7 @@ impl Views {
                         .map_or(PresenceWas::Absent, |(_, p)| match p {
                             Presence::Absent => PresenceWas::Absent,
                             Presence::Local => PresenceWas::Local,
-                            Presence::Remote(_) => PresenceWas::Remote,
+                            Presence::Remote(..) => PresenceWas::Remote,
                         });
                 Applied::Was(was)
             }
@@ -190,7 +191,7 @@ impl Views {
         let now = match member {
             None => Presence::Absent,
             Some(m) if m.instance == me => Presence::Local,
-            Some(m) => Presence::Remote(m.user.clone()),
+            Some(m) => Presence::Remote(m.user.clone(), m.instance.clone()),
         };
         self.apply(room, user_id, seq, now)
     }
@@ -218,12 +219,33 @@ impl Views {
         }
     }
 
+    /// `instance` told its room that `user_id` left it (the `user_left` broadcast of its
+    /// hub, which reaches the others before that instance's roster update does): from now
+    /// on the user is absent here too, unless a newer fact put them on another instance.
+    /// The held counter value stays, so the roster update that follows still applies.
+    /// Returns whether the view changed.
+    pub(crate) fn left_on(&mut self, room: &str, user_id: i64, instance: &str) -> bool {
+        let Some((_, presence)) = self
+            .rooms
+            .get_mut(room)
+            .and_then(|v| v.users.get_mut(&user_id))
+        else {
+            return false;
+        };
+        if matches!(presence, Presence::Remote(_, on) if on == instance) {
+            *presence = Presence::Absent;
+            true
+        } else {
+            false
+        }
+    }
+
     /// Whether `user_id` is in `room` on another instance.
     pub(crate) fn is_remote(&self, room: &str, user_id: i64) -> bool {
         self.rooms
             .get(room)
             .and_then(|v| v.users.get(&user_id))
-            .is_some_and(|(_, p)| matches!(p, Presence::Remote(_)))
+            .is_some_and(|(_, p)| matches!(p, Presence::Remote(..)))
     }
 
     /// The members of `room` on other instances, oldest fact first.
@@ -235,7 +257,7 @@ impl Views {
             .users
             .values()
             .filter_map(|(seq, p)| match p {
-                Presence::Remote(user) => Some((*seq, user)),
+                Presence::Remote(user, _) => Some((*seq, user)),
                 _ => None,
             })
             .collect();
@@ -378,6 +400,30 @@ mod tests {
                 photo_url: None,
             },
         }
+    }
+
+    #[test]
+    fn a_user_left_broadcast_makes_the_user_absent_at_once() {
+        let mut views = Views::default();
+        views.open("r");
+        views.apply_member("a", "r", 2, 5, Some(&member("b", 2)));
+        // Another instance announcing a leave changes nothing.
+        assert!(!views.left_on("r", 2, "c"));
+        assert!(views.is_remote("r", 2));
+        // Their own instance's announcement does.
+        assert!(views.left_on("r", 2, "b"));
+        assert!(!views.is_remote("r", 2));
+        assert!(views.remote_members("r").is_empty());
+        // The roster update that follows still applies (and changes nothing visible).
+        assert_eq!(
+            views.apply_member("a", "r", 2, 6, None),
+            Applied::Was(PresenceWas::Absent)
+        );
+        // A rejoin on another instance is seen.
+        views.apply_member("a", "r", 2, 7, Some(&member("c", 2)));
+        assert!(views.is_remote("r", 2));
+        assert!(!views.left_on("r", 2, "b"));
+        assert!(views.is_remote("r", 2));
     }
 
     #[test]
