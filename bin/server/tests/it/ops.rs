@@ -392,3 +392,116 @@ async fn an_unexpected_storage_error_is_a_500_logged_once_with_its_cause() {
     let cause = errors[0]["error"].as_str().unwrap();
     assert!(cause.contains("no such table"), "{cause}");
 }
+
+/// `telcall bot info|set-webhook|delete-webhook` call the Bot API (here a local stand-in),
+/// print what it answered, send the webhook secret with `setWebhook`, and never print the
+/// token or the secret, not even when Telegram refuses.
+#[tokio::test]
+async fn the_bot_commands_print_what_telegram_answered_and_never_the_token() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    const WEBHOOK_SECRET: &str = "ops-webhook-secret-never-printed";
+    let api = MockServer::start().await;
+    let answer = |result: Value| {
+        ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": result}))
+    };
+    Mock::given(method("POST"))
+        .and(path(format!("/bot{BOT_TOKEN}/getMe")))
+        .respond_with(answer(
+            json!({"id": 123_456_789, "is_bot": true, "username": "telcall_ops_bot"}),
+        ))
+        .mount(&api)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/bot{BOT_TOKEN}/getWebhookInfo")))
+        .respond_with(answer(json!({"url": "https://calls.example.com/api/telegram/webhook", "pending_update_count": 3})))
+        .mount(&api)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/bot{BOT_TOKEN}/setWebhook")))
+        .respond_with(answer(json!(true)))
+        .mount(&api)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/bot{BOT_TOKEN}/deleteWebhook")))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(
+                json!({"ok": false, "error_code": 401, "description": "Unauthorized"}),
+            ),
+        )
+        .mount(&api)
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let env = with(
+        with(
+            base_env(&sqlite_url(dir.path())),
+            "TELEGRAM_API_BASE",
+            &api.uri(),
+        ),
+        "BOT_WEBHOOK_SECRET",
+        WEBHOOK_SECRET,
+    );
+    let bot = |args: &'static [&'static str]| {
+        let (dir, env) = (dir.path().to_owned(), env.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut full = vec!["bot"];
+            full.extend_from_slice(args);
+            let out = run(telcall(&dir, &env, &full));
+            let (stdout, stderr) = texts(&out);
+            for secret in [BOT_TOKEN, WEBHOOK_SECRET] {
+                assert!(
+                    !stdout.contains(secret) && !stderr.contains(secret),
+                    "{args:?} printed a secret: {stdout}{stderr}"
+                );
+            }
+            (out.status.code(), stdout, stderr)
+        })
+    };
+
+    let (code, stdout, stderr) = bot(&["info"]).await.unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    let printed: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(printed["me"]["username"], "telcall_ops_bot");
+    assert_eq!(printed["webhook"]["pending_update_count"], 3);
+
+    let (code, stdout, stderr) = bot(&[
+        "set-webhook",
+        "https://calls.example.com/api/telegram/webhook",
+    ])
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    let printed: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(printed["setWebhook"], true);
+    let requests = api.received_requests().await.unwrap();
+    let registration: Value = requests
+        .iter()
+        .find(|r| r.url.path().ends_with("/setWebhook"))
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .expect("setWebhook was called");
+    assert_eq!(
+        registration["url"],
+        "https://calls.example.com/api/telegram/webhook"
+    );
+    assert_eq!(registration["secret_token"], WEBHOOK_SECRET);
+    assert_eq!(
+        registration["allowed_updates"],
+        json!(["message", "inline_query"])
+    );
+
+    // A URL that is not HTTPS is refused before Telegram is asked.
+    let before = api.received_requests().await.unwrap().len();
+    let (code, _, stderr) = bot(&["set-webhook", "http://calls.example.com/hook"])
+        .await
+        .unwrap();
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("https://"), "{stderr}");
+    assert_eq!(api.received_requests().await.unwrap().len(), before);
+
+    // Telegram refusing is a failure that says what Telegram said.
+    let (code, _, stderr) = bot(&["delete-webhook"]).await.unwrap();
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("Unauthorized"), "{stderr}");
+}
