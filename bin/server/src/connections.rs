@@ -15,6 +15,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, Shutdown};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -79,6 +80,14 @@ struct Inner {
 pub struct ConnectionPermit {
     inner: Arc<Inner>,
     address: Option<IpAddr>,
+}
+
+/// The permit as the connection data holds it: the HTTP dispatcher and, once a WebSocket
+/// is upgraded, its connection task ([`crate::ws::upgrade`]) share it, and the count drops
+/// when the last of them lets go.
+#[derive(Clone)]
+pub struct SharedPermit {
+    _held: Rc<ConnectionPermit>,
 }
 
 impl Drop for ConnectionPermit {
@@ -188,7 +197,9 @@ impl ConnectionLimiter {
         };
         match self.try_acquire(peer.ip()) {
             Ok(permit) => {
-                data.insert(permit);
+                data.insert(SharedPermit {
+                    _held: Rc::new(permit),
+                });
             }
             Err(refusal) => {
                 tracing::debug!(peer = %peer.ip(), ?refusal, "connection refused");

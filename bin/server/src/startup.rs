@@ -389,6 +389,16 @@ fn metrics_server(state: AppState, listener: TcpListener) -> anyhow::Result<Serv
     Ok(server)
 }
 
+/// How long a client may take to send a request head (actix-web's default).
+const CLIENT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a connection stays open for the client to close it after the last response
+/// (actix-web's default).
+const CLIENT_DISCONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The public HTTP server. It is assembled from actix-server and actix-http (as actix-web's
+/// `HttpServer` would be, with the same timeouts) so that WebSocket upgrades go to
+/// [`crate::ws::upgrade`], which serves them through the same application but lets an
+/// upgraded socket leave the HTTP/1 dispatcher and its buffers.
 fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> {
     use crate::middleware::RateLimits;
     use actix_web::middleware::from_fn;
@@ -400,7 +410,8 @@ fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server>
     let limits_data = web::Data::new(limits);
     let connections = data.connections.clone();
     let with_metrics = settings.metrics_addr.is_none();
-    let server = actix_web::HttpServer::new(move || {
+    let local_addr = listener.local_addr()?;
+    let app = move || {
         // Layer order: see `crate::middleware` (the last `wrap` is the outermost).
         App::new()
             .wrap(from_fn(crate::middleware::csrf_guard))
@@ -424,13 +435,36 @@ fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server>
             .app_data(web::PathConfig::default().error_handler(path_error_handler))
             .configure(|cfg| crate::routes::configure(cfg, with_metrics))
             .default_service(web::to(not_found))
-    })
-    // Connection caps, applied when a connection is accepted, before any HTTP is read.
-    .on_connect(move |conn, data| connections.on_connect(conn, data))
-    .disable_signals()
-    .shutdown_timeout(settings.shutdown_timeout.as_secs())
-    .listen(listener)?
-    .run();
+    };
+    let builder = actix_server::Server::build();
+    let graceful = builder.graceful_shutdown_signal();
+    let server = builder
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_timeout.as_secs())
+        .listen("telcall-http", listener, move || {
+            use actix_service::IntoServiceFactory as _;
+            let connections = connections.clone();
+            let graceful = graceful.clone();
+            actix_http::HttpService::build()
+                .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+                .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+                .local_addr(local_addr)
+                .graceful_shutdown_signal(move || {
+                    let graceful = graceful.clone();
+                    async move { graceful.notified().await }
+                })
+                // Connection caps, applied when a connection is accepted, before any HTTP
+                // is read.
+                .on_connect_ext(move |io: &actix_web::rt::net::TcpStream, ext| {
+                    connections.on_connect(io, ext);
+                })
+                .upgrade(crate::ws::upgrade::service(app().into_factory()))
+                .finish(actix_service::map_config(app().into_factory(), |()| {
+                    actix_web::dev::AppConfig::default()
+                }))
+                .tcp()
+        })?
+        .run();
     Ok(server)
 }
 

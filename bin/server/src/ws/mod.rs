@@ -42,6 +42,7 @@ pub mod logout;
 pub mod outgoing;
 pub mod presence;
 pub mod session;
+pub mod upgrade;
 
 use actix_web::body::{BodyStream, MessageBody as _};
 use actix_web::dev::Payload;

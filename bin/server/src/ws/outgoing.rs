@@ -1,13 +1,14 @@
 //! The server's side of a WebSocket's write direction: frames handed from the session to
 //! the HTTP response body through a small, byte-bounded hand-off.
 //!
-//! actix-web writes a response body by polling it while its own write buffer has room, so
-//! a body that yields only what the session handed over, and a session that hands over only
-//! while the hand-off holds less than [`HANDOFF_BYTES`], keep every byte for a client that
-//! does not read in one of three bounded places: the hub's queue (its byte budget), this
-//! hand-off (at most [`HANDOFF_BYTES`] plus one frame) and actix-http's write buffer (its
-//! high-water mark plus one [`CHUNK_BYTES`] chunk). Nothing is allocated until a frame is
-//! sent: an idle connection holds no buffer here.
+//! The upgraded connection ([`super::upgrade`]) writes the body by polling it only once the
+//! previous chunk is in the socket, so a body that yields only what the session handed
+//! over, and a session that hands over only while the hand-off holds less than
+//! [`HANDOFF_BYTES`], keep every byte for a client that does not read in one of three
+//! bounded places: the hub's queue (its byte budget), this hand-off (at most
+//! [`HANDOFF_BYTES`] plus one frame) and the chunks of the vectored write in progress (at
+//! most what the hand-off held when they were taken). Nothing is allocated until a frame is sent: an idle connection
+//! holds no buffer here.
 //!
 //! [`outgoing`] returns the two ends: the [`Outgoing`] writer for the session and the
 //! [`OutgoingBody`] stream for the response.
@@ -22,8 +23,7 @@ use futures_util::Stream;
 
 /// The hand-off accepts a new frame while it holds fewer bytes than this.
 pub const HANDOFF_BYTES: usize = 16 * 1024;
-/// Largest piece of a frame handed to actix-http at once (it copies each into its write
-/// buffer, which it stops filling past its own high-water mark).
+/// Largest piece of a frame handed to the connection at once.
 pub const CHUNK_BYTES: usize = 16 * 1024;
 /// Longest close reason a close frame carries (RFC 6455: 125 bytes minus the code).
 const MAX_CLOSE_REASON: usize = 123;
@@ -125,7 +125,7 @@ impl Outgoing {
         .await;
     }
 
-    /// Gives up on the connection: the body fails at its next poll, so actix-web drops it
+    /// Gives up on the connection: the body fails at its next poll, so the connection is dropped
     /// instead of waiting for a client that does not read to take what is left.
     pub fn abort(&self) {
         let mut state = self.shared.lock();
@@ -137,7 +137,7 @@ impl Outgoing {
         }
     }
 
-    /// Bytes handed over and not yet taken by actix-web.
+    /// Bytes handed over and not yet taken by the connection.
     pub fn pending_bytes(&self) -> usize {
         self.shared.lock().bytes
     }

@@ -31,3 +31,4 @@ mod ws_limits;
 mod ws_load;
 mod ws_races;
 mod ws_signaling;
+mod ws_upgrade;
