@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use telcall_auth::{InitDataError, TokenError};
-use telcall_domain::{DomainError, RepoError};
+use telcall_domain::{DomainError, MalformedCallCode, RepoError};
 
 /// The JSON error body of every non-2xx response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -119,6 +119,13 @@ impl From<TokenError> for ApiError {
 impl From<DomainError> for ApiError {
     fn from(err: DomainError) -> Self {
         Self::from_domain(err)
+    }
+}
+
+/// A path or body that is not a call code names no call: 404 "Call not found".
+impl From<MalformedCallCode> for ApiError {
+    fn from(err: MalformedCallCode) -> Self {
+        Self::from_domain(err.into())
     }
 }
 

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use ipnet::IpNet;
-use telcall_domain::User;
+use telcall_domain::{User, UserId};
 
 use crate::auth::request_token;
 use crate::error::ApiError;
@@ -39,8 +39,11 @@ impl FromRequest for CurrentUser {
                 .sessions
                 .verify_live_session(&token, state.revocations.as_ref())
                 .await?;
-            let user = state.users.authenticate(claims.user_id).await?;
-            tracing::Span::current().record("user", user.id);
+            let user = state
+                .users
+                .authenticate(UserId::new(claims.user_id))
+                .await?;
+            tracing::Span::current().record("user", user.id.get());
             // For handlers that need the session itself (tickets are bound to it).
             req.extensions_mut().insert(claims);
             Ok(CurrentUser(user))

@@ -9,6 +9,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha1::Sha1;
+use telcall_domain::UserId;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -154,7 +155,11 @@ pub struct TurnServerEntry {
 
 /// Time-limited TURN credentials of the TURN REST API (coturn `use-auth-secret`): username
 /// `"<unix expiry>:<user id>"`, credential `base64(HMAC-SHA1(secret, username))`.
-pub fn turn_rest_credentials(secret: &str, user_id: i64, expires_at_unix: i64) -> (String, String) {
+pub fn turn_rest_credentials(
+    secret: &str,
+    user_id: UserId,
+    expires_at_unix: i64,
+) -> (String, String) {
     let username = format!("{expires_at_unix}:{user_id}");
     // HMAC accepts keys of any length; the error arm cannot happen.
     let credential = match Hmac::<Sha1>::new_from_slice(secret.as_bytes()) {
@@ -227,7 +232,7 @@ impl TurnDirectory {
     /// The TURN servers to offer `user_id` at unix time `now`: the reachable ones (all,
     /// before the first check), with time-limited credentials when a secret is set, else
     /// the static ones.
-    pub fn entries_for(&self, user_id: i64, now_unix: i64) -> Vec<TurnServerEntry> {
+    pub fn entries_for(&self, user_id: UserId, now_unix: i64) -> Vec<TurnServerEntry> {
         let reachable = self
             .reachable
             .read()
@@ -357,9 +362,9 @@ mod tests {
         };
         let dir = TurnDirectory::new(&settings);
         assert_eq!(dir.turn_servers().len(), 2, "the malformed URI is left out");
-        assert_eq!(dir.entries_for(1, 0).len(), 2);
+        assert_eq!(dir.entries_for(UserId::new(1), 0).len(), 2);
         dir.set_reachability(vec![false, true]);
-        let entries = dir.entries_for(1, 0);
+        let entries = dir.entries_for(UserId::new(1), 0);
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].urls, "turns:b.example");
         assert_eq!(entries[0].username, None);
@@ -367,7 +372,7 @@ mod tests {
 
     #[test]
     fn rest_credentials_match_coturn_formula() {
-        let (u, c) = turn_rest_credentials("s3cret", 42, 1_800_000_000);
+        let (u, c) = turn_rest_credentials("s3cret", UserId::new(42), 1_800_000_000);
         assert_eq!(u, "1800000000:42");
         let mut mac = Hmac::<Sha1>::new_from_slice(b"s3cret").unwrap();
         mac.update(b"1800000000:42");

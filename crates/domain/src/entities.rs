@@ -7,10 +7,47 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-/// Internal user id (the JWT `sub`).
-pub type UserId = i64;
-/// Internal call id (database key; the public id is [`Call::code`]).
-pub type CallId = i64;
+use crate::error::DomainError;
+
+/// Declares a 64-bit database key as its own type, so that one kind of id cannot be
+/// passed where another is expected. On the wire (serde) it is the bare integer.
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(i64);
+
+        impl $name {
+            /// The id with this number.
+            pub const fn new(id: i64) -> Self {
+                Self(id)
+            }
+
+            /// The number, as stored and sent.
+            pub const fn get(self) -> i64 {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Internal user id (the JWT `sub`; not the Telegram user id).
+    UserId
+);
+id_type!(
+    /// Internal call id (database key; the public id is [`Call::code`]).
+    CallId
+);
 
 /// A person who signed in through Telegram.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,7 +188,8 @@ impl CallCode {
         Self(code)
     }
 
-    /// Wraps an existing code (from storage or a request) without checking it.
+    /// Wraps a code read back from storage without checking it. A code from a client is
+    /// parsed instead (`code.parse::<CallCode>()`, [`CallCode::from_typed`]).
     pub fn from_raw(code: impl Into<String>) -> Self {
         Self(code.into())
     }
@@ -177,9 +215,60 @@ impl CallCode {
             && code.bytes().all(|b| Self::ALPHABET.contains(&b))
     }
 
+    /// A code a person typed or pasted (`POST /api/calls/join_by_code`): surrounding
+    /// whitespace is ignored; nothing left is [`DomainError::CallCodeRequired`], anything
+    /// else that is not a code names no call ([`DomainError::CallNotFound`]).
+    ///
+    /// ```
+    /// use telcall_domain::{CallCode, DomainError};
+    /// assert_eq!(CallCode::from_typed("  abc\n").map(|c| c.to_string()).as_deref(), Ok("abc"));
+    /// assert_eq!(CallCode::from_typed(" \t"), Err(DomainError::CallCodeRequired));
+    /// assert_eq!(CallCode::from_typed("a b"), Err(DomainError::CallNotFound));
+    /// ```
+    pub fn from_typed(text: &str) -> Result<Self, DomainError> {
+        let code = text.trim();
+        if code.is_empty() {
+            return Err(DomainError::CallCodeRequired);
+        }
+        Ok(code.parse()?)
+    }
+
     /// The code as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Text that is not a call code (see [`CallCode::is_well_formed`]): it names no call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a call code")]
+pub struct MalformedCallCode;
+
+/// A code that names no call is simply not found.
+impl From<MalformedCallCode> for DomainError {
+    fn from(_: MalformedCallCode) -> Self {
+        Self::CallNotFound
+    }
+}
+
+/// Parses a code from a request, taken exactly (no trimming): it must be
+/// [well formed](CallCode::is_well_formed).
+///
+/// ```
+/// use telcall_domain::CallCode;
+/// assert_eq!("abc-DEF_123".parse::<CallCode>().map(|c| c.to_string()).as_deref(), Ok("abc-DEF_123"));
+/// assert!(" abc".parse::<CallCode>().is_err());
+/// assert!("".parse::<CallCode>().is_err());
+/// ```
+impl FromStr for CallCode {
+    type Err = MalformedCallCode;
+
+    fn from_str(code: &str) -> Result<Self, Self::Err> {
+        if Self::is_well_formed(code) {
+            Ok(Self(code.to_owned()))
+        } else {
+            Err(MalformedCallCode)
+        }
     }
 }
 
@@ -447,4 +536,63 @@ pub struct CallStatsSummary {
     pub avg_audio_jitter_ms: Option<f64>,
     /// Mean round-trip time.
     pub avg_rtt_ms: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_bare_json_integers() {
+        assert_eq!(
+            serde_json::to_string(&UserId::new(42)).ok().as_deref(),
+            Some("42")
+        );
+        assert_eq!(
+            serde_json::to_string(&CallId::new(-7)).ok().as_deref(),
+            Some("-7")
+        );
+        assert_eq!(
+            serde_json::to_string(&[UserId::new(i64::MAX)])
+                .ok()
+                .as_deref(),
+            Some("[9223372036854775807]")
+        );
+        assert_eq!(
+            serde_json::from_str::<UserId>("42").ok(),
+            Some(UserId::new(42))
+        );
+        assert_eq!(
+            serde_json::from_str::<CallId>("-7").ok(),
+            Some(CallId::new(-7))
+        );
+        assert!(serde_json::from_str::<UserId>("\"42\"").is_err());
+        assert!(serde_json::from_str::<CallId>("{\"0\":1}").is_err());
+    }
+
+    #[test]
+    fn ids_display_the_bare_number() {
+        assert_eq!(UserId::new(42).to_string(), "42");
+        assert_eq!(CallId::new(-7).get(), -7);
+    }
+
+    #[test]
+    fn call_codes_parse_exactly_the_well_formed() {
+        for code in ["a", "abc-DEF_123", &"z".repeat(CallCode::MAX_STORED_LEN)] {
+            assert_eq!(
+                code.parse::<CallCode>().map(|c| c.to_string()).as_deref(),
+                Ok(code)
+            );
+        }
+        for bad in [
+            "",
+            " a",
+            "a/b",
+            "a\u{0}b",
+            &"z".repeat(CallCode::MAX_STORED_LEN + 1),
+        ] {
+            assert_eq!(bad.parse::<CallCode>(), Err(MalformedCallCode), "{bad:?}");
+        }
+        assert!(CallCode::generate().as_str().parse::<CallCode>().is_ok());
+    }
 }

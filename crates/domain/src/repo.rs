@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::entities::{
-    Call, CallId, CallStats, CallStatsInput, CallStatsSummary, CallStatus, Friend, FriendQuery,
-    NewCall, Participant, User, UserId, UserProfile,
+    Call, CallCode, CallId, CallStats, CallStatsInput, CallStatsSummary, CallStatus, Friend,
+    FriendQuery, NewCall, Participant, User, UserId, UserProfile,
 };
 use crate::error::RepoError;
 
@@ -35,8 +35,8 @@ pub trait UserRepository: Send + Sync {
 pub trait CallRepository: Send + Sync {
     /// Stores a new call with status `active`. A duplicate code is [`RepoError::Conflict`].
     async fn create_call(&self, call: &NewCall) -> Result<Call, RepoError>;
-    /// The call with this public code.
-    async fn find_call_by_code(&self, code: &str) -> Result<Option<Call>, RepoError>;
+    /// The call with this public code (compared exactly, case included).
+    async fn find_call_by_code(&self, code: &CallCode) -> Result<Option<Call>, RepoError>;
     /// The active calls `creator` organizes, oldest first.
     async fn list_active_calls_by_creator(&self, creator: UserId) -> Result<Vec<Call>, RepoError>;
     /// Sets the status of a call (and `ended_at` to `at` when it leaves `active`). Returns

@@ -17,7 +17,8 @@ use crate::repo::Repositories;
 
 /// Longest accepted call title, in characters.
 pub const MAX_TITLE_CHARS: usize = 255;
-/// Longest accepted join code, in characters.
+/// Longest join code the API's schema admits, in characters (a code longer than
+/// [`CallCode::MAX_STORED_LEN`] names no call, see [`CallCode::from_typed`]).
 pub const MAX_CODE_CHARS: usize = 255;
 /// Largest friend-listing and stats-listing page.
 pub const MAX_PAGE_SIZE: u64 = 100;
@@ -142,7 +143,7 @@ impl CallService {
                         return Ok(call);
                     }
                     return self
-                        .find_call(call.code.as_str())
+                        .find_call(&call.code)
                         .await?
                         .ok_or(DomainError::CallNotFound);
                 }
@@ -207,14 +208,14 @@ impl CallService {
         Ok(updated)
     }
 
-    /// The call with this code (see [`find_call_by_code`]).
-    async fn find_call(&self, code: &str) -> Result<Option<Call>, RepoError> {
-        find_call_by_code(self.repo.as_ref(), code).await
+    /// The call with this code.
+    async fn find_call(&self, code: &CallCode) -> Result<Option<Call>, RepoError> {
+        self.repo.find_call_by_code(code).await
     }
 
     /// Loads a call and brings its stored status up to date: an active call past its
     /// expiry is marked `expired`, one past the duration cap `ended` (and its room told).
-    async fn load_fresh(&self, code: &str) -> Result<Call, DomainError> {
+    async fn load_fresh(&self, code: &CallCode) -> Result<Call, DomainError> {
         let call = self
             .find_call(code)
             .await?
@@ -233,10 +234,10 @@ impl CallService {
         Ok(call)
     }
 
-    /// A call that can be joined now (`GET /api/calls/{id}`, the WebSocket handshake), or
-    /// why not: `CallNotFound`, `CallExpired` (marking it
-    /// expired if needed) or `CallNotAvailable` (ended).
-    pub async fn joinable_call(&self, code: &str) -> Result<Call, DomainError> {
+    /// A call that can be joined now (`GET /api/calls/{id}`, `join_by_code`, the WebSocket
+    /// handshake, the bot), or why not: `CallNotFound`, `CallExpired` (marking it expired if
+    /// needed) or `CallNotAvailable` (ended).
+    pub async fn joinable_call(&self, code: &CallCode) -> Result<Call, DomainError> {
         let call = self.load_fresh(code).await?;
         match call.status {
             CallStatus::Active => Ok(call),
@@ -245,21 +246,9 @@ impl CallService {
         }
     }
 
-    /// `POST /api/calls/join_by_code`: the trimmed code must name a joinable call.
-    pub async fn join_by_code(&self, code: &str) -> Result<Call, DomainError> {
-        let code = code.trim();
-        if code.is_empty() {
-            return Err(DomainError::CallCodeRequired);
-        }
-        if code.chars().count() > MAX_CODE_CHARS {
-            return Err(DomainError::CallNotFound);
-        }
-        self.joinable_call(code).await
-    }
-
     /// Ends a call on behalf of `user`, who must be its organizer. A call that had
     /// expired is returned as `expired`; one no longer active is refused.
-    pub async fn end_call(&self, user: UserId, code: &str) -> Result<Call, DomainError> {
+    pub async fn end_call(&self, user: UserId, code: &CallCode) -> Result<Call, DomainError> {
         let call = self
             .find_call(code)
             .await?
@@ -404,15 +393,6 @@ impl CallService {
     }
 }
 
-/// The call with this public code; a code that cannot name a call (see
-/// [`CallCode::is_well_formed`]) is simply not found, without a storage round trip.
-async fn find_call_by_code(repo: &dyn Repositories, code: &str) -> Result<Option<Call>, RepoError> {
-    if !CallCode::is_well_formed(code) {
-        return Ok(None);
-    }
-    repo.find_call_by_code(code).await
-}
-
 fn normalize_title(title: Option<String>) -> Result<Option<String>, DomainError> {
     match title {
         Some(t) if t.chars().count() > MAX_TITLE_CHARS => Err(DomainError::Invalid(format!(
@@ -499,17 +479,17 @@ impl StatsService {
         Self { repo, clock }
     }
 
-    /// The call with this code (see [`find_call_by_code`]).
-    async fn find_call(&self, code: &str) -> Result<Option<Call>, RepoError> {
-        find_call_by_code(self.repo.as_ref(), code).await
-    }
-
     /// The call with `code`, if `user` took part in it: its organizer, or anyone recorded
     /// as a participant (who joined its room, or was rung for it as a friend). Others get
     /// [`DomainError::NotParticipant`].
-    async fn call_of_participant(&self, user: UserId, code: &str) -> Result<Call, DomainError> {
+    async fn call_of_participant(
+        &self,
+        user: UserId,
+        code: &CallCode,
+    ) -> Result<Call, DomainError> {
         let call = self
-            .find_call(code)
+            .repo
+            .find_call_by_code(code)
             .await?
             .ok_or(DomainError::CallNotFound)?;
         if call.creator_id != user && !self.repo.has_participated(call.id, user).await? {
@@ -524,7 +504,7 @@ impl StatsService {
     pub async fn record(
         &self,
         user: UserId,
-        code: &str,
+        code: &CallCode,
         figures: &CallStatsInput,
     ) -> Result<CallStats, DomainError> {
         figures.validate().map_err(DomainError::Invalid)?;
@@ -539,7 +519,7 @@ impl StatsService {
     pub async fn summary(
         &self,
         user: UserId,
-        code: &str,
+        code: &CallCode,
     ) -> Result<(Call, CallStatsSummary), DomainError> {
         let call = self.call_of_participant(user, code).await?;
         let summary = self.repo.summarize_stats(call.id).await?;

@@ -2,14 +2,15 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use telcall_domain::{
-    Call, CallCode, CallStatsInput, CallStatus, Clock, ManualClock, username::sanitize_username,
+    Call, CallCode, CallId, CallStatsInput, CallStatus, Clock, ManualClock, UserId,
+    username::sanitize_username,
 };
 
 fn call_at(created: chrono::DateTime<Utc>) -> Call {
     Call {
-        id: 1,
+        id: CallId::new(1),
         code: CallCode::generate(),
-        creator_id: 7,
+        creator_id: UserId::new(7),
         title: None,
         is_video_enabled: false,
         status: CallStatus::Active,
@@ -61,8 +62,8 @@ fn the_duration_cap_counts_from_creation() {
 #[test]
 fn only_the_creator_may_end() {
     let call = call_at(Utc::now());
-    assert!(call.can_be_ended_by(7));
-    assert!(!call.can_be_ended_by(8));
+    assert!(call.can_be_ended_by(UserId::new(7)));
+    assert!(!call.can_be_ended_by(UserId::new(8)));
 }
 
 #[test]

@@ -5,7 +5,7 @@
 mod common;
 
 use sea_orm::{ConnectionTrait, Statement};
-use telcall_domain::{CallRepository, HealthCheck, UserProfile, UserRepository};
+use telcall_domain::{CallCode, CallRepository, HealthCheck, UserId, UserProfile, UserRepository};
 use telcall_persistence::{DbOptions, SeaStore, connect, migrate_up, pending_migrations};
 
 use common::TestDb;
@@ -53,7 +53,13 @@ async fn sqlite_memory_is_one_database() {
     // Concurrent work still sees the same database (one connection, never recycled).
     let (a, b) = tokio::join!(db.store.find_user(u.id), db.store.find_user(u.id));
     assert_eq!(a.unwrap(), b.unwrap());
-    assert!(db.store.find_call_by_code("x").await.unwrap().is_none());
+    assert!(
+        db.store
+            .find_call_by_code(&CallCode::from_raw("x"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     db.store.ping().await.unwrap();
 }
 
@@ -88,7 +94,7 @@ async fn missing_sqlite_file_without_rwc_fails_cleanly() {
 async fn closed_store_reports_unavailable() {
     let db = TestDb::sqlite().await;
     db.store.connection().close_by_ref().await.unwrap();
-    let err = db.store.find_user(1).await.unwrap_err();
+    let err = db.store.find_user(UserId::new(1)).await.unwrap_err();
     assert!(
         matches!(err, telcall_domain::RepoError::Unavailable(_)),
         "{err:?}"

@@ -74,9 +74,9 @@ mod cases {
         ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, ModelTrait, Statement,
     };
     use telcall_domain::{
-        Call, CallCode, CallRepository, CallStatsInput, CallStatsRepository, CallStatus,
+        Call, CallCode, CallId, CallRepository, CallStatsInput, CallStatsRepository, CallStatus,
         FriendQuery, FriendRepository, HealthCheck, NewCall, ParticipantRepository, RepoError,
-        User, UserProfile, UserRepository,
+        User, UserId, UserProfile, UserRepository,
     };
     use telcall_persistence::SeaStore;
     use telcall_persistence::entity::{call_stats, calls, friend_links, participants, users};
@@ -103,9 +103,14 @@ mod cases {
             .unwrap()
     }
 
+    /// A code as a request would carry it.
+    fn code(code: &str) -> CallCode {
+        code.parse().unwrap()
+    }
+
     fn new_call(
         code: &str,
-        creator: i64,
+        creator: UserId,
         created: DateTime<Utc>,
         expires: DateTime<Utc>,
     ) -> NewCall {
@@ -119,7 +124,7 @@ mod cases {
         }
     }
 
-    async fn call(store: &SeaStore, code: &str, creator: i64) -> Call {
+    async fn call(store: &SeaStore, code: &str, creator: UserId) -> Call {
         store
             .create_call(&new_call(code, creator, t(0), t(0) + Duration::hours(24)))
             .await
@@ -134,7 +139,7 @@ mod cases {
         }
     }
 
-    async fn friend_ids(store: &SeaStore, user: i64, q: FriendQuery) -> Vec<i64> {
+    async fn friend_ids(store: &SeaStore, user: UserId, q: FriendQuery) -> Vec<UserId> {
         store
             .list_friends(user, &q)
             .await
@@ -247,7 +252,7 @@ mod cases {
         assert_eq!(call_stats::Entity::find().all(db).await.unwrap(), vec![s]);
         // …and the repository reads what SeaORM wrote.
         let found = store
-            .find_call_by_code("abcdefghijklmnopqr")
+            .find_call_by_code(&code("abcdefghijklmnopqr"))
             .await
             .unwrap()
             .unwrap();
@@ -290,7 +295,13 @@ mod cases {
     pub async fn find_user_by_id(store: &SeaStore) {
         let u = user(store, 7, "Zed").await;
         assert_eq!(store.find_user(u.id).await.unwrap(), Some(u.clone()));
-        assert_eq!(store.find_user(u.id + 1000).await.unwrap(), None);
+        assert_eq!(
+            store
+                .find_user(UserId::new(u.id.get() + 1000))
+                .await
+                .unwrap(),
+            None
+        );
     }
 
     pub async fn find_user_by_telegram_id(store: &SeaStore) {
@@ -335,11 +346,14 @@ mod cases {
         assert_eq!(created.expires_at, t(86_400_000));
         assert_eq!(created.ended_at, None);
         assert_eq!(
-            store.find_call_by_code("code-1").await.unwrap(),
+            store.find_call_by_code(&code("code-1")).await.unwrap(),
             Some(created)
         );
-        assert_eq!(store.find_call_by_code("CODE-1").await.unwrap(), None);
-        assert_eq!(store.find_call_by_code("nope").await.unwrap(), None);
+        assert_eq!(
+            store.find_call_by_code(&code("CODE-1")).await.unwrap(),
+            None
+        );
+        assert_eq!(store.find_call_by_code(&code("nope")).await.unwrap(), None);
     }
 
     pub async fn duplicate_call_code_is_conflict(store: &SeaStore) {
@@ -358,11 +372,14 @@ mod cases {
 
     pub async fn unknown_creator_is_missing_reference(store: &SeaStore) {
         let err = store
-            .create_call(&new_call("orphan", 999, t(0), t(10)))
+            .create_call(&new_call("orphan", UserId::new(999), t(0), t(10)))
             .await
             .unwrap_err();
         assert!(matches!(err, RepoError::MissingReference(_)), "{err:?}");
-        let err = store.record_join(12345, 999, t(0)).await.unwrap_err();
+        let err = store
+            .record_join(CallId::new(12345), UserId::new(999), t(0))
+            .await
+            .unwrap_err();
         assert!(matches!(err, RepoError::MissingReference(_)), "{err:?}");
     }
 
@@ -380,7 +397,7 @@ mod cases {
             .create_call(&new_call("bob", bob.id, t(0), t(0) + day))
             .await
             .unwrap();
-        let c2 = store.find_call_by_code("c2").await.unwrap().unwrap();
+        let c2 = store.find_call_by_code(&code("c2")).await.unwrap().unwrap();
         store
             .set_call_status(c2.id, CallStatus::Ended, t(5_000))
             .await
@@ -395,7 +412,7 @@ mod cases {
         assert_eq!(codes, ["c1", "c3"]);
         assert!(
             store
-                .list_active_calls_by_creator(999)
+                .list_active_calls_by_creator(UserId::new(999))
                 .await
                 .unwrap()
                 .is_empty()
@@ -413,7 +430,10 @@ mod cases {
         assert_eq!(ended.id, c.id);
         assert_eq!(ended.status, CallStatus::Ended);
         assert_eq!(ended.ended_at, Some(t(1_500)));
-        assert_eq!(store.find_call_by_code("c").await.unwrap(), Some(ended));
+        assert_eq!(
+            store.find_call_by_code(&code("c")).await.unwrap(),
+            Some(ended)
+        );
         let reopened = store
             .set_call_status(c.id, CallStatus::Active, t(2_000))
             .await
@@ -425,7 +445,7 @@ mod cases {
         );
         assert_eq!(
             store
-                .set_call_status(c.id + 100, CallStatus::Ended, t(0))
+                .set_call_status(CallId::new(c.id.get() + 100), CallStatus::Ended, t(0))
                 .await
                 .unwrap(),
             None
@@ -446,7 +466,7 @@ mod cases {
                 .unwrap(),
             None
         );
-        let stored = store.find_call_by_code("c").await.unwrap().unwrap();
+        let stored = store.find_call_by_code(&code("c")).await.unwrap().unwrap();
         assert_eq!(
             (stored.status, stored.ended_at),
             (CallStatus::Expired, Some(c.expires_at))
@@ -464,7 +484,7 @@ mod cases {
                 None
             );
         }
-        let stored = store.find_call_by_code("d").await.unwrap().unwrap();
+        let stored = store.find_call_by_code(&code("d")).await.unwrap().unwrap();
         assert_eq!(
             (stored.status, stored.ended_at),
             (CallStatus::Ended, Some(t(1_000)))
@@ -484,19 +504,27 @@ mod cases {
             .unwrap();
 
         let expired = store.expire_due_calls(t(5_000)).await.unwrap();
-        let ids: Vec<i64> = expired.iter().map(|c| c.id).collect();
+        let ids: Vec<CallId> = expired.iter().map(|c| c.id).collect();
         assert_eq!(ids, [past.id, exact.id]);
         assert!(
             expired
                 .iter()
                 .all(|c| c.status == CallStatus::Expired && c.ended_at == Some(t(5_000)))
         );
-        let ended_now = store.find_call_by_code("ended").await.unwrap().unwrap();
+        let ended_now = store
+            .find_call_by_code(&code("ended"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (ended_now.status, ended_now.ended_at),
             (CallStatus::Ended, Some(t(500)))
         );
-        let future = store.find_call_by_code("future").await.unwrap().unwrap();
+        let future = store
+            .find_call_by_code(&code("future"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(future.status, CallStatus::Active);
         assert!(store.expire_due_calls(t(5_000)).await.unwrap().is_empty());
         assert_eq!(store.expire_due_calls(t(9_000)).await.unwrap().len(), 1);
@@ -520,19 +548,27 @@ mod cases {
             .end_calls_created_by(t(2_000), t(9_000))
             .await
             .unwrap();
-        let ids: Vec<i64> = ended.iter().map(|c| c.id).collect();
+        let ids: Vec<CallId> = ended.iter().map(|c| c.id).collect();
         assert_eq!(ids, [old.id, exact.id]);
         assert!(
             ended
                 .iter()
                 .all(|c| c.status == CallStatus::Ended && c.ended_at == Some(t(9_000)))
         );
-        let untouched = store.find_call_by_code("expired").await.unwrap().unwrap();
+        let untouched = store
+            .find_call_by_code(&code("expired"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (untouched.status, untouched.ended_at),
             (CallStatus::Expired, Some(t(500)))
         );
-        let young = store.find_call_by_code("young").await.unwrap().unwrap();
+        let young = store
+            .find_call_by_code(&code("young"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(young.status, CallStatus::Active);
         assert!(
             store
@@ -575,7 +611,7 @@ mod cases {
 
         assert!(store.expire_due_calls(t(0)).await.unwrap().is_empty());
         assert!(store.expire_due_calls(t(499)).await.unwrap().is_empty());
-        let due: Vec<i64> = store
+        let due: Vec<CallId> = store
             .expire_due_calls(t(500))
             .await
             .unwrap()
@@ -590,7 +626,7 @@ mod cases {
                 .unwrap()
                 .is_empty()
         );
-        let due: Vec<i64> = store
+        let due: Vec<CallId> = store
             .expire_due_calls(t(1_000))
             .await
             .unwrap()
@@ -598,7 +634,7 @@ mod cases {
             .map(|c| c.id)
             .collect();
         assert_eq!(due, [whole.id]);
-        let due: Vec<i64> = store
+        let due: Vec<CallId> = store
             .expire_due_calls(t(1_000) + Duration::microseconds(1))
             .await
             .unwrap()
@@ -622,7 +658,7 @@ mod cases {
             .create_call(&new_call("tz", u.id, created, expires))
             .await
             .unwrap();
-        let read = store.find_call_by_code("tz").await.unwrap().unwrap();
+        let read = store.find_call_by_code(&code("tz")).await.unwrap().unwrap();
         assert_eq!(read.created_at, created);
         assert_eq!(read.expires_at, expires);
         assert_eq!(c.created_at, created);
@@ -693,7 +729,7 @@ mod cases {
         store.record_join(c.id, ann.id, t(4_000)).await.unwrap();
 
         let stays = store.list_participants(c.id).await.unwrap();
-        let summary: Vec<(i64, i64, Option<DateTime<Utc>>)> = stays
+        let summary: Vec<(UserId, i64, Option<DateTime<Utc>>)> = stays
             .iter()
             .map(|p| {
                 (
@@ -716,7 +752,7 @@ mod cases {
         assert_eq!(other_stays[0].left_at, None);
         assert!(
             store
-                .list_participants(c.id + 100)
+                .list_participants(CallId::new(c.id.get() + 100))
                 .await
                 .unwrap()
                 .is_empty()
@@ -760,7 +796,7 @@ mod cases {
 
         store.record_join(c.id, bob.id, t(3_000)).await.unwrap();
         store.record_join(other.id, bob.id, t(3_000)).await.unwrap();
-        let open: Vec<i64> = store
+        let open: Vec<CallId> = store
             .calls_with_open_stays()
             .await
             .unwrap()
@@ -772,7 +808,7 @@ mod cases {
         assert_eq!(store.close_open_stays(c.id, t(9_500)).await.unwrap(), 0);
         let stays = store.list_participants(c.id).await.unwrap();
         assert!(stays.iter().all(|p| p.left_at == Some(t(9_000))));
-        let open: Vec<i64> = store
+        let open: Vec<CallId> = store
             .calls_with_open_stays()
             .await
             .unwrap()
@@ -797,7 +833,10 @@ mod cases {
             .all(store.connection())
             .await
             .unwrap();
-        let mut pairs: Vec<(i64, i64)> = all.iter().map(|l| (l.user_id, l.friend_id)).collect();
+        let mut pairs: Vec<(UserId, UserId)> = all
+            .iter()
+            .map(|l| (UserId::new(l.user_id), UserId::new(l.friend_id)))
+            .collect();
         pairs.sort_unstable();
         let mut expected = vec![
             (a.id, b.id),
@@ -812,7 +851,7 @@ mod cases {
 
         store.link_friends(&[b.id, a.id], t(9_000)).await.unwrap();
         let friends = store.list_friends(a.id, &query(None, 50, 0)).await.unwrap();
-        let got: Vec<(i64, DateTime<Utc>)> = friends
+        let got: Vec<(UserId, DateTime<Utc>)> = friends
             .iter()
             .map(|f| (f.user.id, f.last_call_at))
             .collect();
@@ -825,7 +864,10 @@ mod cases {
         assert_eq!(links.len(), 6);
         assert!(links.iter().all(|l| l.created_at == t(1_000)));
 
-        let err = store.link_friends(&[a.id, 999], t(0)).await.unwrap_err();
+        let err = store
+            .link_friends(&[a.id, UserId::new(999)], t(0))
+            .await
+            .unwrap_err();
         assert!(matches!(err, RepoError::MissingReference(_)), "{err:?}");
     }
 
@@ -919,7 +961,7 @@ mod cases {
             [id(6), me.id]
         );
         assert!(
-            friend_ids(store, 9_999, query(None, 10, 0))
+            friend_ids(store, UserId::new(9_999), query(None, 10, 0))
                 .await
                 .is_empty()
         );
@@ -942,7 +984,10 @@ mod cases {
         let mut ids = Vec::new();
         for p in &people {
             let u = store.upsert_user(p, t(0)).await.unwrap();
-            store.link_friends(&[me.id, u.id], t(u.id)).await.unwrap();
+            store
+                .link_friends(&[me.id, u.id], t(u.id.get()))
+                .await
+                .unwrap();
             ids.push(u.id);
         }
         let search = |s: &'static str| async move {
@@ -981,7 +1026,7 @@ mod cases {
         store.link_friends(&[me.id, c.id], t(0)).await.unwrap();
 
         let deleted = store
-            .delete_friends(me.id, &[b.id, stranger.id, a.id, b.id, 999])
+            .delete_friends(me.id, &[b.id, stranger.id, a.id, b.id, UserId::new(999)])
             .await
             .unwrap();
         assert_eq!(deleted, [b.id, a.id]);
@@ -1192,7 +1237,13 @@ mod cases {
         assert_eq!(codes, ["third", "second", "first", "fourth"]);
         assert_eq!(mine[2], stored);
         assert_eq!(store.list_stats_by_user(ann.id, 2).await.unwrap().len(), 2);
-        assert!(store.list_stats_by_user(999, 50).await.unwrap().is_empty());
+        assert!(
+            store
+                .list_stats_by_user(UserId::new(999), 50)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     pub async fn deleting_a_user_cascades(store: &SeaStore) {
@@ -1206,8 +1257,11 @@ mod cases {
             .await
             .unwrap();
         let db = store.connection();
-        users::Entity::delete_by_id(ann.id).exec(db).await.unwrap();
-        assert_eq!(store.find_call_by_code("c").await.unwrap(), None);
+        users::Entity::delete_by_id(ann.id.get())
+            .exec(db)
+            .await
+            .unwrap();
+        assert_eq!(store.find_call_by_code(&code("c")).await.unwrap(), None);
         assert!(
             participants::Entity::find()
                 .all(db)
@@ -1234,7 +1288,8 @@ mod cases {
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..16 {
             let store = store.clone();
-            tasks.spawn(async move { store.record_join(c.id, 10_000 + i, t(0)).await });
+            tasks
+                .spawn(async move { store.record_join(c.id, UserId::new(10_000 + i), t(0)).await });
         }
         while let Some(result) = tasks.join_next().await {
             let result = result.unwrap();

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use telcall_signaling::{Broker, RoomEvent, RoomEventSink, ServerMessage, SignalingUser};
+use telcall_signaling::{Broker, RoomEvent, RoomEventSink, ServerMessage, SignalingUser, UserId};
 use tokio::sync::{Notify, mpsc};
 
 use crate::roster::{
@@ -85,7 +85,7 @@ struct Shared {
     views: Mutex<Views>,
     /// The seats of this instance's connections, (room, user) → member value: what to
     /// take again in Redis when it lost them (an outage, or this instance reaped).
-    seats: Mutex<HashMap<(String, i64), String>>,
+    seats: Mutex<HashMap<(String, UserId), String>>,
     next_seat: AtomicU64,
     scripts: Scripts,
     roster_operations: AtomicU64,
@@ -136,7 +136,7 @@ impl Shared {
             .key(self.redis.key(&format!("roster:{room}")))
             .key(self.redis.key(&format!("roster-seq:{room}")))
             .key(self.redis.key(&format!("instance:{}:rooms", self.instance)))
-            .arg(seat.user_id)
+            .arg(seat.user_id.get())
             .arg(&seat.member)
             .arg(capacity)
             .arg(self.channel(room))
@@ -517,7 +517,7 @@ impl RedisBroker {
             .key(s.redis.key(&format!("roster:{room}")))
             .key(s.redis.key(&format!("roster-seq:{room}")))
             .key(s.redis.key(&format!("instance:{}:rooms", s.instance)))
-            .arg(seat.user_id)
+            .arg(seat.user_id.get())
             .arg(&seat.member)
             .arg(s.channel(room))
             .arg(&s.instance)
@@ -663,7 +663,7 @@ impl Broker for RedisBroker {
         }
     }
 
-    fn has_remote_member(&self, room: &str, user_id: i64) -> bool {
+    fn has_remote_member(&self, room: &str, user_id: UserId) -> bool {
         lock(&self.shared.views).is_remote(room, user_id)
     }
 
@@ -971,7 +971,7 @@ mod tests {
     #[test]
     fn the_user_left_prefix_is_how_user_left_frames_begin() {
         let user = SignalingUser {
-            id: 7,
+            id: UserId::new(7),
             username: Some("ada".into()),
             first_name: None,
             last_name: None,

@@ -29,7 +29,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use telcall_signaling::SignalingUser;
+use telcall_signaling::{SignalingUser, UserId};
 
 /// How often an instance refreshes its heartbeat.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
@@ -57,7 +57,7 @@ pub struct Member {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seat {
     pub(crate) room: String,
-    pub(crate) user_id: i64,
+    pub(crate) user_id: UserId,
     /// The stored member value (the leave removes the entry only while it is this one).
     pub(crate) member: String,
 }
@@ -92,7 +92,7 @@ pub enum RosterError {
 #[derive(Debug, Deserialize)]
 pub(crate) struct MemberUpdate {
     pub(crate) room: String,
-    pub(crate) user_id: i64,
+    pub(crate) user_id: UserId,
     pub(crate) seq: u64,
     /// The member now in the roster for this user, if any.
     pub(crate) member: Option<String>,
@@ -116,7 +116,7 @@ enum Presence {
 #[derive(Debug, Default)]
 struct RoomView {
     /// User id → (counter value of the fact, the fact).
-    users: HashMap<i64, (u64, Presence)>,
+    users: HashMap<UserId, (u64, Presence)>,
 }
 
 /// What applying a fact changed.
@@ -159,7 +159,7 @@ impl Views {
     }
 
     /// Records that `user_id` is `member` (or absent) as of counter value `seq`.
-    fn apply(&mut self, room: &str, user_id: i64, seq: u64, now: Presence) -> Applied {
+    fn apply(&mut self, room: &str, user_id: UserId, seq: u64, now: Presence) -> Applied {
         let Some(view) = self.rooms.get_mut(room) else {
             return Applied::Stale;
         };
@@ -184,7 +184,7 @@ impl Views {
         &mut self,
         me: &str,
         room: &str,
-        user_id: i64,
+        user_id: UserId,
         seq: u64,
         member: Option<&Member>,
     ) -> Applied {
@@ -199,11 +199,11 @@ impl Views {
     /// Records a whole roster read at counter value `seq`: its members, and the absence of
     /// everyone else the view knows.
     pub(crate) fn apply_snapshot(&mut self, me: &str, room: &str, seq: u64, members: &[Member]) {
-        let present: HashSet<i64> = members.iter().map(|m| m.user.id).collect();
+        let present: HashSet<UserId> = members.iter().map(|m| m.user.id).collect();
         for member in members {
             self.apply_member(me, room, member.user.id, seq, Some(member));
         }
-        let absent: Vec<i64> = self
+        let absent: Vec<UserId> = self
             .rooms
             .get(room)
             .map(|v| {
@@ -224,7 +224,7 @@ impl Views {
     /// on the user is absent here too, unless a newer fact put them on another instance.
     /// The held counter value stays, so the roster update that follows still applies.
     /// Returns whether the view changed.
-    pub(crate) fn left_on(&mut self, room: &str, user_id: i64, instance: &str) -> bool {
+    pub(crate) fn left_on(&mut self, room: &str, user_id: UserId, instance: &str) -> bool {
         let Some((_, presence)) = self
             .rooms
             .get_mut(room)
@@ -241,7 +241,7 @@ impl Views {
     }
 
     /// Whether `user_id` is in `room` on another instance.
-    pub(crate) fn is_remote(&self, room: &str, user_id: i64) -> bool {
+    pub(crate) fn is_remote(&self, room: &str, user_id: UserId) -> bool {
         self.rooms
             .get(room)
             .and_then(|v| v.users.get(&user_id))
@@ -388,7 +388,10 @@ pub(crate) fn members(pairs: &[String]) -> Vec<Member> {
 mod tests {
     use super::*;
 
-    fn member(instance: &str, id: i64) -> Member {
+    const ADA: UserId = UserId::new(1);
+    const BOB: UserId = UserId::new(2);
+
+    fn member(instance: &str, id: UserId) -> Member {
         Member {
             instance: instance.to_owned(),
             seat: 1,
@@ -406,57 +409,57 @@ mod tests {
     fn a_user_left_broadcast_makes_the_user_absent_at_once() {
         let mut views = Views::default();
         views.open("r");
-        views.apply_member("a", "r", 2, 5, Some(&member("b", 2)));
+        views.apply_member("a", "r", BOB, 5, Some(&member("b", BOB)));
         // Another instance announcing a leave changes nothing.
-        assert!(!views.left_on("r", 2, "c"));
-        assert!(views.is_remote("r", 2));
+        assert!(!views.left_on("r", BOB, "c"));
+        assert!(views.is_remote("r", BOB));
         // Their own instance's announcement does.
-        assert!(views.left_on("r", 2, "b"));
-        assert!(!views.is_remote("r", 2));
+        assert!(views.left_on("r", BOB, "b"));
+        assert!(!views.is_remote("r", BOB));
         assert!(views.remote_members("r").is_empty());
         // The roster update that follows still applies (and changes nothing visible).
         assert_eq!(
-            views.apply_member("a", "r", 2, 6, None),
+            views.apply_member("a", "r", BOB, 6, None),
             Applied::Was(PresenceWas::Absent)
         );
         // A rejoin on another instance is seen.
-        views.apply_member("a", "r", 2, 7, Some(&member("c", 2)));
-        assert!(views.is_remote("r", 2));
-        assert!(!views.left_on("r", 2, "b"));
-        assert!(views.is_remote("r", 2));
+        views.apply_member("a", "r", BOB, 7, Some(&member("c", BOB)));
+        assert!(views.is_remote("r", BOB));
+        assert!(!views.left_on("r", BOB, "b"));
+        assert!(views.is_remote("r", BOB));
     }
 
     #[test]
     fn older_facts_never_override_newer_ones() {
         let mut views = Views::default();
         views.open("r");
-        let bob = member("b", 2);
+        let bob = member("b", BOB);
         assert_eq!(
-            views.apply_member("a", "r", 2, 5, Some(&bob)),
+            views.apply_member("a", "r", BOB, 5, Some(&bob)),
             Applied::Was(PresenceWas::Absent)
         );
-        assert!(views.is_remote("r", 2));
+        assert!(views.is_remote("r", BOB));
         // A leave from before the join arrives late: ignored.
-        assert_eq!(views.apply_member("a", "r", 2, 4, None), Applied::Stale);
-        assert!(views.is_remote("r", 2));
+        assert_eq!(views.apply_member("a", "r", BOB, 4, None), Applied::Stale);
+        assert!(views.is_remote("r", BOB));
         // A snapshot read before the join does not remove him either.
         views.apply_snapshot("a", "r", 3, &[]);
-        assert!(views.is_remote("r", 2));
+        assert!(views.is_remote("r", BOB));
         // A later snapshot without him does.
-        views.apply_snapshot("a", "r", 6, &[member("a", 1)]);
-        assert!(!views.is_remote("r", 2));
+        views.apply_snapshot("a", "r", 6, &[member("a", ADA)]);
+        assert!(!views.is_remote("r", BOB));
         assert!(
-            !views.is_remote("r", 1),
+            !views.is_remote("r", ADA),
             "members of this instance are local"
         );
         assert_eq!(
-            views.apply_member("a", "r", 1, 7, Some(&member("b", 1))),
+            views.apply_member("a", "r", ADA, 7, Some(&member("b", ADA))),
             Applied::Was(PresenceWas::Local)
         );
         assert_eq!(views.remote_members("r").len(), 1);
         // Rooms not viewed ignore everything.
         assert_eq!(
-            views.apply_member("a", "other", 2, 9, Some(&bob)),
+            views.apply_member("a", "other", BOB, 9, Some(&bob)),
             Applied::Stale
         );
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use telcall_signaling::{
-    Broker, Hub, HubConfig, Joined, LocalBroker, RoomEvent, ServerMessage, SignalingUser,
+    Broker, Hub, HubConfig, Joined, LocalBroker, RoomEvent, ServerMessage, SignalingUser, UserId,
     parse_client_message,
 };
 
@@ -14,7 +14,7 @@ const ICE: &str = r#"{"type":"ice_candidate","payload":{"candidate":"candidate:8
 
 fn user(id: i64) -> SignalingUser {
     SignalingUser {
-        id,
+        id: UserId::new(id),
         username: Some(format!("user_{id}")),
         first_name: Some("Ada".into()),
         last_name: Some("Lovelace".into()),
@@ -63,7 +63,7 @@ fn fan_out_30(c: &mut Criterion) {
         bench.iter(|| {
             broker.publish(RoomEvent::Broadcast {
                 room: "bench".into(),
-                except_user: Some(1),
+                except_user: Some(UserId::new(1)),
                 frame: frame.clone(),
             });
             for j in &mut joined[1..] {

@@ -17,6 +17,7 @@
 use std::sync::{Arc, OnceLock, Weak};
 
 use serde::{Deserialize, Serialize};
+use telcall_domain::UserId;
 
 use crate::protocol::{Frame, SignalingUser};
 
@@ -30,7 +31,7 @@ pub enum RoomEvent {
         #[serde(with = "arc_str")]
         room: Arc<str>,
         /// Addressee.
-        user_id: i64,
+        user_id: UserId,
         /// The serialised message.
         #[serde(with = "arc_str")]
         frame: Frame,
@@ -41,7 +42,7 @@ pub enum RoomEvent {
         #[serde(with = "arc_str")]
         room: Arc<str>,
         /// A user who must not receive it (the one who joined or left).
-        except_user: Option<i64>,
+        except_user: Option<UserId>,
         /// The serialised message.
         #[serde(with = "arc_str")]
         frame: Frame,
@@ -76,7 +77,7 @@ pub trait RoomEventSink: Send + Sync {
     /// any, is replaced (closed with 4409, without `user_left` for the others, who get
     /// `user_joined` for the new connection from the other instance). Never blocks; never
     /// called while the hub holds one of its locks.
-    fn replaced_elsewhere(&self, room: &str, user_id: i64) {
+    fn replaced_elsewhere(&self, room: &str, user_id: UserId) {
         let _ = (room, user_id);
     }
 }
@@ -100,7 +101,7 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Whether `user_id` is in `room` on another instance (so a relay to them is not
     /// "Target user is offline"). A single instance has no remote members.
-    fn has_remote_member(&self, room: &str, user_id: i64) -> bool {
+    fn has_remote_member(&self, room: &str, user_id: UserId) -> bool {
         let _ = (room, user_id);
         false
     }

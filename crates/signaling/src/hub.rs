@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::value::RawValue;
-use telcall_domain::{Clock, SystemClock};
+use telcall_domain::{Clock, SystemClock, UserId};
 use tokio::sync::{Notify, mpsc};
 
 use crate::broker::{Broker, LocalBroker, RoomEvent, RoomEventSink};
@@ -435,12 +435,12 @@ struct Room {
     started_at: DateTime<Utc>,
     /// The room's `call_metadata` frame, serialised once.
     metadata: Frame,
-    members: HashMap<i64, Arc<Conn>>,
+    members: HashMap<UserId, Arc<Conn>>,
 }
 
 impl Room {
     /// Members other than `except`, in join order.
-    fn participants_except(&self, except: Option<i64>) -> Vec<SignalingUser> {
+    fn participants_except(&self, except: Option<UserId>) -> Vec<SignalingUser> {
         let mut conns: Vec<&Arc<Conn>> = self
             .members
             .values()
@@ -457,7 +457,7 @@ impl Room {
     }
 }
 
-type Endpoints = HashMap<i64, Arc<Conn>>;
+type Endpoints = HashMap<UserId, Arc<Conn>>;
 
 /// A map split into independently locked shards by key hash.
 struct Shards<T> {
@@ -502,7 +502,7 @@ struct HubInner {
     rooms: Shards<HashMap<Arc<str>, Room>>,
     endpoints: Shards<HashMap<Arc<str>, Endpoints>>,
     /// Per user, how many connections they hold across rooms (users with none are absent).
-    users: Shards<HashMap<i64, usize>>,
+    users: Shards<HashMap<UserId, usize>>,
     broker: Arc<dyn Broker>,
     /// Where rooms read their start time.
     clock: Arc<dyn Clock>,
@@ -681,7 +681,7 @@ impl Hub {
         });
         drop(rooms);
 
-        tracing::debug!(room, user_id, conn = %conn.id, replaced = previous.is_some(), "joined");
+        tracing::debug!(room, user_id = user_id.get(), conn = %conn.id, replaced = previous.is_some(), "joined");
         Ok(Joined {
             outbox: Outbox {
                 rx,
@@ -808,7 +808,7 @@ impl Hub {
             });
         }
         drop(rooms);
-        tracing::debug!(room = %conn.room, user_id = conn.user.id, conn = %conn.id, "left");
+        tracing::debug!(room = %conn.room, user_id = conn.user.id.get(), conn = %conn.id, "left");
         true
     }
 
@@ -918,7 +918,7 @@ impl Hub {
     }
 
     /// How many connections `user_id` holds in this hub, across rooms.
-    pub fn user_connections(&self, user_id: i64) -> usize {
+    pub fn user_connections(&self, user_id: UserId) -> usize {
         self.inner
             .users
             .lock(&user_id)
@@ -950,7 +950,7 @@ impl Hub {
 
 impl HubInner {
     /// Counts one more connection for `user_id` if they are under the per-user cap.
-    fn take_user_slot(&self, user_id: i64) -> bool {
+    fn take_user_slot(&self, user_id: UserId) -> bool {
         let mut users = self.users.lock(&user_id);
         let held = users.entry(user_id).or_insert(0);
         if *held >= self.config.max_connections_per_user {
@@ -964,7 +964,7 @@ impl HubInner {
     }
 
     /// Counts one connection of `user_id` less.
-    fn release_user_slot(&self, user_id: i64) {
+    fn release_user_slot(&self, user_id: UserId) {
         let mut users = self.users.lock(&user_id);
         if let Some(held) = users.get_mut(&user_id) {
             *held = held.saturating_sub(1);
@@ -979,7 +979,7 @@ impl HubInner {
     fn cut_off(&self, conn: &Conn) {
         self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         conn.force_close(close::TRY_AGAIN_LATER, close::REASON_TOO_SLOW);
-        tracing::info!(room = %conn.room, user_id = conn.user.id, conn = %conn.id, "slow consumer cut off");
+        tracing::info!(room = %conn.room, user_id = conn.user.id.get(), conn = %conn.id, "slow consumer cut off");
     }
 
     /// Pushes `frame` to one endpoint; returns (queued, endpoint should be forgotten).
@@ -996,7 +996,7 @@ impl HubInner {
 }
 
 impl RoomEventSink for HubInner {
-    fn replaced_elsewhere(&self, room: &str, user_id: i64) {
+    fn replaced_elsewhere(&self, room: &str, user_id: UserId) {
         let mut rooms = self.rooms.lock(room);
         let Some(entry) = rooms.get_mut(room) else {
             return;
@@ -1025,7 +1025,7 @@ impl RoomEventSink for HubInner {
             self.broker.room_closed(&code);
         }
         drop(rooms);
-        tracing::debug!(room, user_id, conn = %conn.id, "replaced by a connection on another instance");
+        tracing::debug!(room, user_id = user_id.get(), conn = %conn.id, "replaced by a connection on another instance");
     }
 
     fn deliver(&self, event: &RoomEvent) {

@@ -47,11 +47,11 @@
 //! # Example
 //!
 //! ```
-//! use telcall_signaling::{Hub, HubConfig, Outbound, ServerMessage, SignalingUser};
+//! use telcall_signaling::{Hub, HubConfig, Outbound, ServerMessage, SignalingUser, UserId};
 //!
 //! let hub = Hub::new(HubConfig::default());
-//! let mut alice = hub.join("call-code", SignalingUser::with_id(1))?;
-//! let mut bob = hub.join("call-code", SignalingUser::with_id(2))?;
+//! let mut alice = hub.join("call-code", SignalingUser::with_id(UserId::new(1)))?;
+//! let mut bob = hub.join("call-code", SignalingUser::with_id(UserId::new(2)))?;
 //!
 //! // Alice got call_metadata, then user_joined for Bob.
 //! assert!(matches!(alice.outbox.try_recv(), Some(Outbound::Text(f)) if f.contains("call_metadata")));
@@ -86,3 +86,6 @@ pub use protocol::{
     ClientMessage, EndReason, Frame, ServerMessage, SignalKind, SignalingUser, format_timestamp,
     parse_client_message, relay_frame,
 };
+/// The user id every message and room is keyed by (the domain's, re-exported so that
+/// brokers and bridges need not depend on the domain crate to name it).
+pub use telcall_domain::UserId;

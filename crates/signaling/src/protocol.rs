@@ -10,6 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use telcall_domain::UserId;
 
 use crate::error::ProtocolError;
 
@@ -25,7 +26,7 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 65_536;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignalingUser {
     /// Internal telcall user id (what clients put in `to_user_id`).
-    pub id: i64,
+    pub id: UserId,
     /// Telegram username, if any.
     pub username: Option<String>,
     /// First name, if any.
@@ -38,7 +39,7 @@ pub struct SignalingUser {
 
 impl SignalingUser {
     /// A user with only an id (every optional field null). Handy in tests and examples.
-    pub fn with_id(id: i64) -> Self {
+    pub fn with_id(id: UserId) -> Self {
         Self {
             id,
             username: None,
@@ -89,7 +90,7 @@ pub struct ClientMessage<'a> {
     /// The payload exactly as sent; `None` when it was missing or `null` (relayed as `null`).
     pub payload: Option<&'a RawValue>,
     /// The addressee's user id.
-    pub to_user_id: i64,
+    pub to_user_id: UserId,
 }
 
 /// Every field of a client frame, unparsed, so that each can be judged on its own.
@@ -144,7 +145,7 @@ pub fn parse_client_message(
 }
 
 /// `to_user_id`: a JSON integer, or a string holding one (surrounding whitespace allowed).
-fn parse_user_id(raw: &RawValue) -> Option<i64> {
+fn parse_user_id(raw: &RawValue) -> Option<UserId> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum IdRepr<'a> {
@@ -152,11 +153,12 @@ fn parse_user_id(raw: &RawValue) -> Option<i64> {
         Str(&'a str),
         Owned(String),
     }
-    match serde_json::from_str::<IdRepr<'_>>(raw.get()).ok()? {
-        IdRepr::Int(id) => Some(id),
-        IdRepr::Str(s) => s.trim().parse().ok(),
-        IdRepr::Owned(s) => s.trim().parse().ok(),
-    }
+    let id = match serde_json::from_str::<IdRepr<'_>>(raw.get()).ok()? {
+        IdRepr::Int(id) => id,
+        IdRepr::Str(s) => s.trim().parse().ok()?,
+        IdRepr::Owned(s) => s.trim().parse().ok()?,
+    };
+    Some(UserId::new(id))
 }
 
 /// Why a call ended: the `reason` of a `call_ended` message.
@@ -382,7 +384,7 @@ mod tests {
 
     fn alice() -> SignalingUser {
         SignalingUser {
-            id: 7,
+            id: UserId::new(7),
             username: Some("alice_tg".into()),
             first_name: Some("Alice".into()),
             last_name: None,
@@ -399,7 +401,7 @@ mod tests {
     #[test]
     fn signaling_user_shape() {
         assert_eq!(serde_json::to_string(&alice()).unwrap(), ALICE_JSON);
-        let bare = serde_json::to_string(&SignalingUser::with_id(3)).unwrap();
+        let bare = serde_json::to_string(&SignalingUser::with_id(UserId::new(3))).unwrap();
         assert_eq!(
             bare,
             r#"{"id":3,"username":null,"first_name":null,"last_name":null,"photo_url":null}"#
@@ -427,7 +429,7 @@ mod tests {
     #[test]
     fn roster_message_shapes() {
         let snapshot = ServerMessage::ParticipantsSnapshot {
-            participants: vec![alice(), SignalingUser::with_id(8)],
+            participants: vec![alice(), SignalingUser::with_id(UserId::new(8))],
         };
         assert_eq!(
             &*snapshot.to_frame(),
@@ -538,11 +540,14 @@ mod tests {
         .unwrap();
         assert_eq!(m.kind, SignalKind::Offer);
         assert_eq!(m.payload.map(RawValue::get), Some(r#"{"sdp":"v=0"}"#));
-        assert_eq!(m.to_user_id, 42);
+        assert_eq!(m.to_user_id, UserId::new(42));
 
         let m = parse_client_message(r#" {"to_user_id":"43","type":"answer","extra":true}"#, 1000)
             .unwrap();
-        assert_eq!((m.kind, m.to_user_id), (SignalKind::Answer, 43));
+        assert_eq!(
+            (m.kind, m.to_user_id),
+            (SignalKind::Answer, UserId::new(43))
+        );
         assert!(m.payload.is_none(), "missing payload relays as null");
 
         let m = parse_client_message(
@@ -550,7 +555,10 @@ mod tests {
             1000,
         )
         .unwrap();
-        assert_eq!((m.kind, m.to_user_id), (SignalKind::IceCandidate, -5));
+        assert_eq!(
+            (m.kind, m.to_user_id),
+            (SignalKind::IceCandidate, UserId::new(-5))
+        );
         assert!(m.payload.is_none());
 
         // Escaped strings are decoded before comparison.
@@ -559,7 +567,7 @@ mod tests {
             1000,
         )
         .unwrap();
-        assert_eq!((m.kind, m.to_user_id), (SignalKind::Offer, 1));
+        assert_eq!((m.kind, m.to_user_id), (SignalKind::Offer, UserId::new(1)));
         assert_eq!(m.payload.map(RawValue::get), Some(r#""a\"b""#));
     }
 

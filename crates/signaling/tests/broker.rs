@@ -4,7 +4,8 @@
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use telcall_signaling::{
-    Broker, Hub, HubConfig, Outbound, RelayOutcome, RoomEvent, RoomEventSink, SignalingUser, close,
+    Broker, Hub, HubConfig, Outbound, RelayOutcome, RoomEvent, RoomEventSink, SignalingUser,
+    UserId, close,
 };
 
 /// A broker that records what the hub publishes, delivers it locally like `LocalBroker`,
@@ -40,13 +41,13 @@ impl Broker for RecordingBroker {
         }
     }
 
-    fn has_remote_member(&self, room: &str, user_id: i64) -> bool {
-        room == "r" && user_id == 99
+    fn has_remote_member(&self, room: &str, user_id: UserId) -> bool {
+        room == "r" && user_id == UserId::new(99)
     }
 
     fn remote_members(&self, room: &str) -> Vec<SignalingUser> {
         if room == "m" {
-            vec![SignalingUser::with_id(99)]
+            vec![SignalingUser::with_id(UserId::new(99))]
         } else {
             Vec::new()
         }
@@ -74,8 +75,12 @@ fn drain_texts(outbox: &mut telcall_signaling::Outbox) -> Vec<String> {
 fn every_room_event_goes_through_the_broker() {
     let broker = Arc::new(RecordingBroker::default());
     let hub = Hub::with_broker(HubConfig::default(), broker.clone());
-    let mut a = hub.join("r", SignalingUser::with_id(1)).unwrap();
-    let mut b = hub.join("r", SignalingUser::with_id(2)).unwrap();
+    let mut a = hub
+        .join("r", SignalingUser::with_id(UserId::new(1)))
+        .unwrap();
+    let mut b = hub
+        .join("r", SignalingUser::with_id(UserId::new(2)))
+        .unwrap();
     drain_texts(&mut a.outbox);
     drain_texts(&mut b.outbox);
 
@@ -94,7 +99,9 @@ fn every_room_event_goes_through_the_broker() {
         .iter()
         .map(|e| match e {
             RoomEvent::ToUser { user_id, .. } => format!("to {user_id}"),
-            RoomEvent::Broadcast { except_user, .. } => format!("broadcast except {except_user:?}"),
+            RoomEvent::Broadcast { except_user, .. } => {
+                format!("broadcast except {:?}", except_user.map(UserId::get))
+            }
             RoomEvent::EndRoom { reason, .. } => format!("end {reason}"),
         })
         .collect();
@@ -125,22 +132,24 @@ fn every_room_event_goes_through_the_broker() {
 fn events_from_other_instances_reach_local_connections() {
     let broker = Arc::new(RecordingBroker::default());
     let hub = Hub::with_broker(HubConfig::default(), broker.clone());
-    let mut a = hub.join("r", SignalingUser::with_id(1)).unwrap();
+    let mut a = hub
+        .join("r", SignalingUser::with_id(UserId::new(1)))
+        .unwrap();
     drain_texts(&mut a.outbox);
 
     broker.deliver_from_remote(&RoomEvent::ToUser {
         room: "r".into(),
-        user_id: 1,
+        user_id: UserId::new(1),
         frame: "{\"x\":1}".into(),
     });
     broker.deliver_from_remote(&RoomEvent::ToUser {
         room: "r".into(),
-        user_id: 5,
+        user_id: UserId::new(5),
         frame: "{\"x\":2}".into(),
     });
     broker.deliver_from_remote(&RoomEvent::ToUser {
         room: "q".into(),
-        user_id: 1,
+        user_id: UserId::new(1),
         frame: "{\"x\":3}".into(),
     });
     broker.deliver_from_remote(&RoomEvent::Broadcast {
@@ -150,7 +159,7 @@ fn events_from_other_instances_reach_local_connections() {
     });
     broker.deliver_from_remote(&RoomEvent::Broadcast {
         room: "r".into(),
-        except_user: Some(1),
+        except_user: Some(UserId::new(1)),
         frame: "{\"x\":5}".into(),
     });
     broker.deliver_from_remote(&RoomEvent::EndRoom {
@@ -175,14 +184,18 @@ fn events_from_other_instances_reach_local_connections() {
 fn remote_members_are_in_the_snapshot_and_a_replacement_elsewhere_closes_with_4409() {
     let broker = Arc::new(RecordingBroker::default());
     let hub = Hub::with_broker(HubConfig::default(), broker.clone());
-    let mut a = hub.join("m", SignalingUser::with_id(1)).unwrap();
+    let mut a = hub
+        .join("m", SignalingUser::with_id(UserId::new(1)))
+        .unwrap();
     let first = drain_texts(&mut a.outbox);
     assert_eq!(first.len(), 2, "{first:?}");
     assert!(
         first[1].contains(r#""participants":[{"id":99"#),
         "{first:?}"
     );
-    let mut b = hub.join("m", SignalingUser::with_id(2)).unwrap();
+    let mut b = hub
+        .join("m", SignalingUser::with_id(UserId::new(2)))
+        .unwrap();
     let snapshot = drain_texts(&mut b.outbox);
     assert!(snapshot[1].contains(r#""id":1"#) && snapshot[1].contains(r#""id":99"#));
     drain_texts(&mut a.outbox);
@@ -194,7 +207,7 @@ fn remote_members_are_in_the_snapshot_and_a_replacement_elsewhere_closes_with_44
         .get()
         .and_then(Weak::upgrade)
         .unwrap()
-        .replaced_elsewhere("m", 1);
+        .replaced_elsewhere("m", UserId::new(1));
     assert_eq!(
         a.outbox.try_recv(),
         Some(Outbound::Close {
@@ -208,11 +221,14 @@ fn remote_members_are_in_the_snapshot_and_a_replacement_elsewhere_closes_with_44
         "a replaced connection has no leave of its own"
     );
     assert!(drain_texts(&mut b.outbox).is_empty());
-    assert_eq!(hub.room_participants("m"), vec![SignalingUser::with_id(2)]);
+    assert_eq!(
+        hub.room_participants("m"),
+        vec![SignalingUser::with_id(UserId::new(2))]
+    );
     assert_eq!(hub.stats().connections, 1);
     // Unknown rooms and users are ignored.
     let sink = broker.sink.get().and_then(Weak::upgrade).unwrap();
-    sink.replaced_elsewhere("m", 5);
-    sink.replaced_elsewhere("nowhere", 2);
+    sink.replaced_elsewhere("m", UserId::new(5));
+    sink.replaced_elsewhere("nowhere", UserId::new(2));
     assert_eq!(hub.stats().connections, 1);
 }

@@ -118,7 +118,7 @@ proptest! {
         prop_assert!(parsed.is_ok(), "refused {text}: {parsed:?}");
         let parsed = parsed.unwrap_or_else(|_| unreachable!());
         prop_assert_eq!(parsed.kind, kind);
-        prop_assert_eq!(parsed.to_user_id, id);
+        prop_assert_eq!(parsed.to_user_id.get(), id);
         let expected = payload.filter(|p| !p.is_null()).map(|p| p.to_string());
         prop_assert_eq!(parsed.payload.map(|p| p.get().to_owned()), expected);
     }

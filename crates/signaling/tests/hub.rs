@@ -7,14 +7,14 @@ use std::sync::Arc;
 use serde_json::Value;
 use telcall_signaling::{
     EndReason, Hub, HubConfig, HubStats, JoinError, Joined, Outbound, Outbox, ProtocolError,
-    RelayOutcome, ServerMessage, SignalingUser, close,
+    RelayOutcome, ServerMessage, SignalingUser, UserId, close,
 };
 
 const ROOM: &str = "AbCdEfGhIjKlMnOp";
 
 fn user(id: i64) -> SignalingUser {
     SignalingUser {
-        id,
+        id: UserId::new(id),
         username: Some(format!("user_{id}")),
         first_name: Some(format!("First{id}")),
         last_name: None,
@@ -150,7 +150,11 @@ fn later_joiner_gets_metadata_then_snapshot_and_others_get_user_joined() {
     );
     assert_eq!(b_frames[2]["user"]["id"], 3);
 
-    let ids: Vec<i64> = hub.room_participants(ROOM).iter().map(|u| u.id).collect();
+    let ids: Vec<i64> = hub
+        .room_participants(ROOM)
+        .iter()
+        .map(|u| u.id.get())
+        .collect();
     assert_eq!(ids, [1, 2, 3]);
 }
 
@@ -367,7 +371,11 @@ fn a_new_connection_replaces_the_old_one() {
     // The old connection's late cleanup does not evict the new one.
     assert!(!hub.leave(&a1.handle));
     assert!(drain(&mut b.outbox).is_empty());
-    let ids: Vec<i64> = hub.room_participants(ROOM).iter().map(|u| u.id).collect();
+    let ids: Vec<i64> = hub
+        .room_participants(ROOM)
+        .iter()
+        .map(|u| u.id.get())
+        .collect();
     assert_eq!(ids, [2, 1]);
     assert_eq!(hub.stats().connections, 2);
 
@@ -405,7 +413,11 @@ fn capacity_is_enforced_but_replacement_is_not_a_new_seat() {
     );
 
     assert!(!hub.leave(&a.handle), "a was replaced");
-    let ids: Vec<i64> = hub.room_participants(ROOM).iter().map(|u| u.id).collect();
+    let ids: Vec<i64> = hub
+        .room_participants(ROOM)
+        .iter()
+        .map(|u| u.id.get())
+        .collect();
     assert_eq!(ids, [2, 1]);
 }
 
@@ -421,7 +433,10 @@ fn end_room_sends_call_ended_then_close_and_removes_the_room() {
 
     let reason = EndReason::MaxDuration { hours: 12 };
     let removed = hub.end_room(ROOM, reason.clone());
-    assert_eq!(removed.iter().map(|u| u.id).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        removed.iter().map(|u| u.id.get()).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
     for j in &mut joined {
         assert_eq!(
             drain(&mut j.outbox),
@@ -559,7 +574,7 @@ async fn thirty_people_each_offer_to_everyone_else_exactly_once() {
     let mut joined: Vec<Joined> = (1..=N).map(|id| join(&hub, id)).collect();
     for j in &mut joined {
         let frames = texts(&mut j.outbox);
-        let id = j.handle.user().id;
+        let id = j.handle.user().id.get();
         // metadata, snapshot (unless first) and a user_joined for everyone after them.
         let expected = 1 + usize::from(id > 1) + (N - id) as usize;
         assert_eq!(frames.len(), expected, "user {id}");
@@ -569,7 +584,7 @@ async fn thirty_people_each_offer_to_everyone_else_exactly_once() {
     for mut j in joined {
         let hub = hub.clone();
         tasks.push(tokio::spawn(async move {
-            let me = j.handle.user().id;
+            let me = j.handle.user().id.get();
             for to in (1..=N).filter(|&to| to != me) {
                 let text = format!(
                     r#"{{"type":"offer","payload":{{"from":{me},"to":{to}}},"to_user_id":{to}}}"#
@@ -594,7 +609,7 @@ async fn thirty_people_each_offer_to_everyone_else_exactly_once() {
     let mut finished = Vec::new();
     for task in tasks {
         let (j, senders) = task.await.unwrap();
-        let me = j.handle.user().id;
+        let me = j.handle.user().id.get();
         assert_eq!(senders, (1..=N).filter(|&u| u != me).collect());
         finished.push(j);
     }
@@ -777,22 +792,22 @@ fn one_user_holds_at_most_the_configured_connections_across_rooms() {
     // The refused join left nothing behind, and other users are not affected.
     assert!(hub.room_participants("room-c").is_empty());
     let _other = hub.join("room-c", user(2)).unwrap();
-    assert_eq!(hub.user_connections(1), 2);
+    assert_eq!(hub.user_connections(UserId::new(1)), 2);
 
     // Replacing one's own connection in a room is not one more.
     let a2 = hub.join("room-a", user(1)).unwrap();
     assert!(a2.replaced);
     assert!(!hub.leave(&a.handle));
-    assert_eq!(hub.user_connections(1), 2);
+    assert_eq!(hub.user_connections(UserId::new(1)), 2);
 
     // Leaving frees a slot; so does the end of a room.
     assert!(hub.leave(&a2.handle));
-    assert_eq!(hub.user_connections(1), 1);
+    assert_eq!(hub.user_connections(UserId::new(1)), 1);
     let _c = hub.join("room-c", user(1)).unwrap();
     hub.end_room("room-b", EndReason::Ended);
-    assert_eq!(hub.user_connections(1), 1);
+    assert_eq!(hub.user_connections(UserId::new(1)), 1);
     let _d = hub.join("room-d", user(1)).unwrap();
-    assert_eq!(hub.user_connections(1), 2);
+    assert_eq!(hub.user_connections(UserId::new(1)), 2);
     hub.close_all(close::GOING_AWAY, close::REASON_SHUTDOWN);
-    assert_eq!(hub.user_connections(1), 0);
+    assert_eq!(hub.user_connections(UserId::new(1)), 0);
 }

@@ -8,7 +8,7 @@
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use telcall_domain::{Call, CallService, DomainError, UserService};
+use telcall_domain::{Call, CallCode, CallService, DomainError, UserService};
 
 use crate::api::{BotApi, BotApiError};
 use crate::links::MiniAppLinks;
@@ -23,8 +23,6 @@ pub const INLINE_CACHE_SECONDS: u32 = 10;
 pub const CALL_QUERY_PREFIX: &str = "call_";
 /// Longest inline query text looked at, in bytes (Telegram sends at most 256 characters).
 pub const MAX_QUERY_BYTES: usize = 1024;
-/// Longest accepted call code in a query or `/start` payload.
-pub const MAX_CODE_LEN: usize = 64;
 /// Longest inline query id echoed back to Telegram.
 const MAX_QUERY_ID_LEN: usize = 64;
 
@@ -163,9 +161,9 @@ impl Bot {
             .query
             .trim()
             .strip_prefix(CALL_QUERY_PREFIX)
-            .filter(|code| is_code_shaped(code))
+            .and_then(call_code)
         {
-            Some(code) => self.active_call(code).await?,
+            Some(code) => self.active_call(&code).await?,
             None => None,
         };
         match call {
@@ -185,7 +183,7 @@ impl Bot {
 
     /// The call with `code` if it can be joined now; `None` for an unknown, ended or
     /// expired one.
-    async fn active_call(&self, code: &str) -> Result<Option<Call>, BotError> {
+    async fn active_call(&self, code: &CallCode) -> Result<Option<Call>, BotError> {
         match self.calls.joinable_call(code).await {
             Ok(call) => Ok(Some(call)),
             Err(
@@ -242,12 +240,12 @@ impl Bot {
         match command {
             Command::Start(payload) => {
                 let user = self.users.sign_in(&from.account()).await?;
-                tracing::info!(user = user.id, "signed in through /start");
+                tracing::info!(user = user.id.get(), "signed in through /start");
                 let code = payload
                     .map(|p| p.strip_prefix(CALL_QUERY_PREFIX).unwrap_or(p))
-                    .filter(|code| is_code_shaped(code));
+                    .and_then(call_code);
                 let call = match code {
-                    Some(code) => self.active_call(code).await?,
+                    Some(code) => self.active_call(&code).await?,
                     None => None,
                 };
                 let (text, button, url, outcome) = match call {
@@ -299,12 +297,10 @@ pub fn message_with_button(chat: i64, text: &str, button: &str, url: &str) -> Va
     })
 }
 
-/// Whether `code` looks like a call code (1–64 of `A-Za-z0-9_-`), before any lookup.
-fn is_code_shaped(code: &str) -> bool {
-    (1..=MAX_CODE_LEN).contains(&code.len())
-        && code
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+/// The call code in a query or `/start` payload, if it is one (see
+/// [`CallCode::is_well_formed`]); anything else names no call and is never looked up.
+fn call_code(text: &str) -> Option<CallCode> {
+    text.parse().ok()
 }
 
 /// `/start`, `/start <payload>`, `/help`, also addressed as `/start@<bot>`.
@@ -351,10 +347,15 @@ mod tests {
 
     #[test]
     fn code_shapes() {
-        assert!(is_code_shaped("AbC_-09xyzXYZ1234"));
-        assert!(!is_code_shaped(""));
-        assert!(!is_code_shaped("has space"));
-        assert!(!is_code_shaped("../etc"));
-        assert!(!is_code_shaped(&"a".repeat(65)));
+        assert_eq!(
+            call_code("AbC_-09xyzXYZ1234")
+                .as_ref()
+                .map(CallCode::as_str),
+            Some("AbC_-09xyzXYZ1234")
+        );
+        assert!(call_code("").is_none());
+        assert!(call_code("has space").is_none());
+        assert!(call_code("../etc").is_none());
+        assert!(call_code(&"a".repeat(CallCode::MAX_STORED_LEN + 1)).is_none());
     }
 }

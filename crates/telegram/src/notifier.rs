@@ -58,7 +58,7 @@ impl CallNotifier for TelegramNotifier {
             .send_message(&body)
             .await
             .map_err(|e| NotifyError(e.to_string()))?;
-        tracing::info!(call = %call.code, to = to.id, "friend notified");
+        tracing::info!(call = %call.code, to = to.id.get(), "friend notified");
         Ok(())
     }
 }

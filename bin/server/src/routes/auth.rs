@@ -41,7 +41,7 @@ pub struct UserResponse {
 impl From<&User> for UserResponse {
     fn from(u: &User) -> Self {
         Self {
-            id: u.id,
+            id: u.id.get(),
             telegram_user_id: u.telegram_user_id,
             username: u.username.clone(),
             first_name: u.first_name.clone(),
@@ -100,10 +100,10 @@ pub async fn telegram_auth(
         photo_known: true,
     };
     let user = state.users.sign_in(&account).await?;
-    tracing::Span::current().record("user", user.id);
+    tracing::Span::current().record("user", user.id.get());
     let issued = state
         .sessions
-        .issue_session(user.id, Some(&verified.fingerprint))
+        .issue_session(user.id.get(), Some(&verified.fingerprint))
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("cannot issue a session")))?;
     tracing::info!(fp = %verified.fingerprint, "signed in");
     let cookie = session_cookie(
@@ -125,7 +125,7 @@ pub async fn telegram_auth(
 /// Hands out a short-lived, single-use credential for the WebSocket handshake.
 #[utoipa::path(get, path = "/auth/ws-token", tag = "auth",
     responses((status = 200, body = WsTokenResponse), (status = 401, body = ErrorBody)))]
-#[tracing::instrument(skip_all, fields(user = user.0.id))]
+#[tracing::instrument(skip_all, fields(user = user.0.id.get()))]
 pub async fn ws_token(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -135,7 +135,7 @@ pub async fn ws_token(
     let session = req.extensions().get::<SessionClaims>().cloned();
     let issued = match &session {
         Some(claims) => state.sessions.issue_ws_ticket_for(claims),
-        None => state.sessions.issue_ws_ticket(user.0.id),
+        None => state.sessions.issue_ws_ticket(user.0.id.get()),
     }
     .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("cannot issue a ticket")))?;
     Ok(HttpResponse::Ok()

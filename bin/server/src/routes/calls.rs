@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use telcall_domain::{Call, CallStatus};
+use telcall_domain::{Call, CallCode, CallStatus, UserId};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
@@ -43,7 +43,7 @@ impl CallResponse {
             created_at: call.created_at,
             expires_at: call.expires_at,
             join_url: state.settings.join_url(call.code.as_str()),
-            creator_id: call.creator_id,
+            creator_id: call.creator_id.get(),
         }
     }
 }
@@ -81,7 +81,7 @@ pub struct CallFriendRequest {
 #[utoipa::path(post, path = "/api/calls/", tag = "calls", request_body = CreateCallRequest,
     responses((status = 201, body = CallResponse), (status = 401, body = ErrorBody),
               (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-#[tracing::instrument(skip_all, fields(user = user.0.id))]
+#[tracing::instrument(skip_all, fields(user = user.0.id.get()))]
 pub async fn create_call(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -105,13 +105,13 @@ pub async fn create_call(
     params(("call_id" = String, Path, description = "Public call id")),
     responses((status = 200, body = CallResponse), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody, description = "Call not found / Call has expired / Call is not available")))]
-#[tracing::instrument(skip_all, fields(user = user.0.id, call = %path.as_str()))]
+#[tracing::instrument(skip_all, fields(user = user.0.id.get(), call = %path.as_str()))]
 pub async fn get_call(
     state: web::Data<AppState>,
     user: CurrentUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let call = state.calls.joinable_call(&path).await?;
+    let call = state.calls.joinable_call(&path.parse()?).await?;
     Ok(HttpResponse::Ok().json(CallResponse::new(&state, &call)))
 }
 
@@ -123,13 +123,13 @@ pub async fn get_call(
               (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody, description = "Only the organizer can end the call"),
               (status = 404, body = ErrorBody, description = "Call not found")))]
-#[tracing::instrument(skip_all, fields(user = user.0.id, call = %path.as_str()))]
+#[tracing::instrument(skip_all, fields(user = user.0.id.get(), call = %path.as_str()))]
 pub async fn end_call(
     state: web::Data<AppState>,
     user: CurrentUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let call = state.calls.end_call(user.0.id, &path).await?;
+    let call = state.calls.end_call(user.0.id, &path.parse()?).await?;
     tracing::info!(status = %call.status, "call ended");
     Ok(HttpResponse::Ok().json(CallResponse::new(&state, &call)))
 }
@@ -140,15 +140,16 @@ pub async fn end_call(
               (status = 400, body = ErrorBody, description = "Call code is required / Call has expired / Call is not available"),
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody, description = "Call not found"),
               (status = 422, body = ErrorBody)))]
-#[tracing::instrument(skip_all, fields(user = user.0.id))]
+#[tracing::instrument(skip_all, fields(user = user.0.id.get()))]
 pub async fn join_by_code(
     state: web::Data<AppState>,
     user: CurrentUser,
     body: JsonObject<JoinByCodeRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let code = CallCode::from_typed(&body.call_code).map_err(ApiError::from_join)?;
     let call = state
         .calls
-        .join_by_code(&body.call_code)
+        .joinable_call(&code)
         .await
         .map_err(ApiError::from_join)?;
     Ok(HttpResponse::Ok().json(CallResponse::new(&state, &call)))
@@ -162,7 +163,7 @@ pub async fn join_by_code(
               (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody, description = "Friend not found"),
               (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-#[tracing::instrument(skip_all, fields(user = user.0.id, friend = body.friend_id))]
+#[tracing::instrument(skip_all, fields(user = user.0.id.get(), friend = body.friend_id))]
 pub async fn call_friend(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -172,7 +173,7 @@ pub async fn call_friend(
         .calls
         .call_friend(
             user.0.id,
-            body.friend_id,
+            UserId::new(body.friend_id),
             body.is_video_enabled.unwrap_or(false),
         )
         .await?;
@@ -185,7 +186,7 @@ pub async fn call_friend(
             .notify_call(&friend, &caller, &notified_call, &join_url)
             .await
         {
-            tracing::warn!(call = %notified_call.code, friend = friend.id, error = %e, "friend call notification failed");
+            tracing::warn!(call = %notified_call.code, friend = friend.id.get(), error = %e, "friend call notification failed");
         }
     });
     Ok(HttpResponse::Created().json(CallResponse::new(&state, &call)))

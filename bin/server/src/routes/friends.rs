@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use telcall_domain::services::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_SEARCH_CHARS};
-use telcall_domain::{Friend, FriendQuery};
+use telcall_domain::{Friend, FriendQuery, UserId};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorBody};
@@ -35,7 +35,7 @@ pub struct FriendResponse {
 impl From<Friend> for FriendResponse {
     fn from(f: Friend) -> Self {
         Self {
-            id: f.user.id,
+            id: f.user.id.get(),
             telegram_user_id: f.user.telegram_user_id,
             display_name: f.user.display_name(),
             username: f.user.username,
@@ -101,7 +101,7 @@ pub const MAX_DELETE_IDS: usize = 500;
 #[utoipa::path(get, path = "/api/friends", tag = "friends", params(FriendsQuery),
     responses((status = 200, body = Vec<FriendResponse>), (status = 401, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
-#[tracing::instrument(skip_all, fields(user = user.0.id))]
+#[tracing::instrument(skip_all, fields(user = user.0.id.get()))]
 pub async fn list_friends(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -139,7 +139,7 @@ pub async fn list_friends(
 #[utoipa::path(post, path = "/api/friends/delete", tag = "friends", request_body = DeleteFriendsRequest,
     responses((status = 200, body = DeleteFriendsResponse), (status = 401, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
-#[tracing::instrument(skip_all, fields(user = user.0.id))]
+#[tracing::instrument(skip_all, fields(user = user.0.id.get()))]
 pub async fn delete_friends(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -150,10 +150,12 @@ pub async fn delete_friends(
             "at most {MAX_DELETE_IDS} friend_ids per request"
         )));
     }
-    let (deleted_ids, not_found_ids) = state.friends.delete(user.0.id, &body.friend_ids).await?;
+    let ids: Vec<UserId> = body.friend_ids.iter().copied().map(UserId::new).collect();
+    let (deleted, not_found) = state.friends.delete(user.0.id, &ids).await?;
+    let numbers = |ids: Vec<UserId>| ids.into_iter().map(UserId::get).collect();
     Ok(HttpResponse::Ok().json(DeleteFriendsResponse {
-        deleted_ids,
-        not_found_ids,
+        deleted_ids: numbers(deleted),
+        not_found_ids: numbers(not_found),
     }))
 }
 

@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use telcall_domain::{CallStats, CallStatsInput};
+use telcall_domain::{CallCode, CallStats, CallStatsInput, DomainError};
 use utoipa::openapi::schema::{KnownFormat, Schema, SchemaFormat, SchemaType, Type};
 use utoipa::openapi::{ObjectBuilder, RefOr};
 use utoipa::{IntoParams, Number, PartialSchema, ToSchema};
@@ -121,7 +121,7 @@ impl From<CallStats> for CallStatsResponse {
         Self {
             id: s.id,
             call_id: s.call_code.to_string(),
-            user_id: s.user_id,
+            user_id: s.user_id.get(),
             figures: s.figures,
             created_at: s.created_at,
         }
@@ -163,16 +163,17 @@ pub struct StatsListQuery {
               (status = 403, body = ErrorBody, description = "Only participants of the call can access its statistics"),
               (status = 404, body = ErrorBody, description = "Call not found"),
               (status = 422, body = ErrorBody, description = "A figure outside its bounds, or a malformed body")))]
-#[tracing::instrument(skip_all, fields(user = user.0.id, call = %body.call_id))]
+#[tracing::instrument(skip_all, fields(user = user.0.id.get(), call = %body.call_id))]
 pub async fn create_stats(
     state: web::Data<AppState>,
     user: CurrentUser,
     body: JsonObject<CallStatsRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let stats = state
-        .stats
-        .record(user.0.id, &body.call_id, &body.figures)
-        .await?;
+    // Figures outside their bounds are refused (422) before the call is looked for,
+    // whatever the code; a code that is not one names no call (404).
+    body.figures.validate().map_err(DomainError::Invalid)?;
+    let code: CallCode = body.call_id.parse()?;
+    let stats = state.stats.record(user.0.id, &code, &body.figures).await?;
     Ok(HttpResponse::Created().json(CallStatsResponse::from(stats)))
 }
 
@@ -183,13 +184,13 @@ pub async fn create_stats(
     responses((status = 200, body = CallStatsSummaryResponse), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody, description = "Only participants of the call can access its statistics"),
               (status = 404, body = ErrorBody, description = "Call not found")))]
-#[tracing::instrument(skip_all, fields(user = user.0.id, call = %path.as_str()))]
+#[tracing::instrument(skip_all, fields(user = user.0.id.get(), call = %path.as_str()))]
 pub async fn stats_summary(
     state: web::Data<AppState>,
     user: CurrentUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (call, s) = state.stats.summary(user.0.id, &path).await?;
+    let (call, s) = state.stats.summary(user.0.id, &path.parse()?).await?;
     Ok(HttpResponse::Ok().json(CallStatsSummaryResponse {
         call_id: call.code.to_string(),
         participant_count: s.participant_count,
@@ -205,7 +206,7 @@ pub async fn stats_summary(
 #[utoipa::path(get, path = "/api/call-stats/", tag = "call-stats", params(StatsListQuery),
     responses((status = 200, body = Vec<CallStatsResponse>), (status = 401, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
-#[tracing::instrument(skip_all, fields(user = user.0.id))]
+#[tracing::instrument(skip_all, fields(user = user.0.id.get()))]
 pub async fn list_stats(
     state: web::Data<AppState>,
     user: CurrentUser,

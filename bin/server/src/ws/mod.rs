@@ -49,7 +49,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use telcall_auth::CredentialKind;
-use telcall_domain::{Call, DomainError, User};
+use telcall_domain::{Call, CallCode, DomainError, User, UserId};
 use telcall_signaling::{JoinError, SignalingUser, close};
 use tracing::Instrument as _;
 
@@ -59,9 +59,6 @@ pub use presence::Presence;
 use crate::config::AllowedOrigins;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// Longest call code looked up (longer ones cannot exist).
-const MAX_CODE_CHARS: usize = telcall_domain::services::MAX_CODE_CHARS;
 
 /// Registers the WebSocket route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -186,7 +183,7 @@ async fn admit(
         })?;
     let user = state
         .users
-        .authenticate(identity.user_id)
+        .authenticate(UserId::new(identity.user_id))
         .await
         .map_err(|e| match e {
             DomainError::UserNotFound => {
@@ -198,13 +195,10 @@ async fn admit(
             }
         })?;
 
-    if code.is_empty() || code.chars().count() > MAX_CODE_CHARS {
-        return Err(Refusal::new(
-            close::CALL_NOT_AVAILABLE,
-            close::REASON_CALL_NOT_FOUND,
-        ));
-    }
-    let call = state.calls.joinable_call(code).await.map_err(|e| {
+    let code: CallCode = code
+        .parse()
+        .map_err(|e| call_refusal(&DomainError::from(e)))?;
+    let call = state.calls.joinable_call(&code).await.map_err(|e| {
         if matches!(e, DomainError::Storage(_)) {
             tracing::error!(error = %e, "WebSocket call lookup failed");
         }
@@ -325,7 +319,7 @@ async fn start(state: &AppState, admitted: Admitted, socket: outgoing::Outgoing,
         Err(refusal) => {
             tracing::info!(
                 call = %call.code,
-                user = user.id,
+                user = user.id.get(),
                 close_code = refusal.code,
                 close_reason = %refusal.reason,
                 "WebSocket refused"
@@ -350,7 +344,7 @@ async fn start(state: &AppState, admitted: Admitted, socket: outgoing::Outgoing,
             };
             tracing::info!(
                 call = %call.code,
-                user = user.id,
+                user = user.id.get(),
                 close_code = refusal.code,
                 close_reason = %refusal.reason,
                 "WebSocket refused"
@@ -363,7 +357,7 @@ async fn start(state: &AppState, admitted: Admitted, socket: outgoing::Outgoing,
         parent: None,
         "ws",
         call = %call.code,
-        user = user.id,
+        user = user.id.get(),
         conn = %joined.handle.id()
     );
     span.in_scope(|| {

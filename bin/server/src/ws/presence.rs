@@ -135,7 +135,7 @@ impl Worker {
             ),
         };
         if let Err(error) = result {
-            tracing::warn!(call = %call.code, user, %error, "could not record a participant {what}");
+            tracing::warn!(call = %call.code, user = user.get(), %error, "could not record a participant {what}");
         }
     }
 }

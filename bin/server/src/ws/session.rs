@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use telcall_domain::{Call, CallService, DomainError};
+use telcall_domain::{Call, CallCode, CallService, DomainError};
 use telcall_signaling::{
     ConnectionHandle, Hub, Joined, Outbound, Outbox, ProtocolError, ServerMessage, close,
 };
@@ -262,7 +262,7 @@ impl Session {
         // was closed without this connection, which would now sit alone in a fresh room of
         // an ended call. Checked again now that the connection is in the room: an end
         // stored before this read is seen here, one stored after it closes the room later.
-        let ended = !still_joinable(&calls, &hub, code).await;
+        let ended = !still_joinable(&calls, &hub, &call.code).await;
 
         // A replacing connection is the same stay in the call: nothing new to record.
         if !replaced && !ended {
@@ -363,7 +363,7 @@ impl Session {
 
 /// Whether the call of `code` may still be joined; if not, its room is ended (everyone in
 /// it gets `call_ended`, then a close). A storage error is logged and counts as joinable.
-async fn still_joinable(calls: &CallService, hub: &Hub, code: &str) -> bool {
+async fn still_joinable(calls: &CallService, hub: &Hub, code: &CallCode) -> bool {
     let reason = match calls.joinable_call(code).await {
         Ok(_) => return true,
         Err(DomainError::Storage(error)) => {
@@ -375,7 +375,7 @@ async fn still_joinable(calls: &CallService, hub: &Hub, code: &str) -> bool {
     };
     let reason = crate::events::wire_reason(reason);
     tracing::info!(%reason, "the call ended during the handshake; ending its room");
-    hub.end_room(code, reason);
+    hub.end_room(code.as_str(), reason);
     false
 }
 

@@ -1,6 +1,7 @@
 //! `/api/calls*` against the real app: every CONTRACT row and error.
 
 use crate::common::detail;
+use telcall_domain::CallCode;
 
 use crate::common::{TestAppBuilder, spawn_app};
 use chrono::Duration;
@@ -94,7 +95,7 @@ async fn create_rejects_bad_input_and_missing_auth() {
     let calls = app
         .state
         .repo
-        .list_active_calls_by_creator(ada.id)
+        .list_active_calls_by_creator(ada.user_id())
         .await
         .unwrap();
     assert!(calls.is_empty());
@@ -137,7 +138,7 @@ async fn get_call_found_unknown_and_expired() {
     let stored = app
         .state
         .repo
-        .find_call_by_code(code)
+        .find_call_by_code(&CallCode::from_raw(code))
         .await
         .unwrap()
         .unwrap();
@@ -286,7 +287,7 @@ async fn sixth_active_call_auto_ends_the_oldest() {
     let active = app
         .state
         .repo
-        .list_active_calls_by_creator(ada.id)
+        .list_active_calls_by_creator(ada.user_id())
         .await
         .unwrap();
     assert_eq!(active.len(), 5);
@@ -321,7 +322,7 @@ async fn active_call_limit_is_configurable() {
     assert_eq!(
         app.state
             .repo
-            .list_active_calls_by_creator(ada.id)
+            .list_active_calls_by_creator(ada.user_id())
             .await
             .unwrap()
             .len(),
@@ -361,7 +362,7 @@ async fn concurrent_creations_keep_the_active_call_limit() {
     let active = app
         .state
         .repo
-        .list_active_calls_by_creator(ada.id)
+        .list_active_calls_by_creator(ada.user_id())
         .await
         .unwrap();
     assert_eq!(active.len(), 2, "{active:?}");

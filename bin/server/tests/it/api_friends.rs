@@ -2,6 +2,7 @@
 //! local HTTP server.
 
 use crate::common::detail;
+use telcall_domain::CallCode;
 
 use crate::common::{BOT_TOKEN, TestApp, TestAppBuilder, TestUser, spawn_app};
 use chrono::Duration;
@@ -100,12 +101,12 @@ async fn calling_a_friend_notifies_them_through_the_bot() {
     let stored = app
         .state
         .repo
-        .find_call_by_code(call["call_id"].as_str().unwrap())
+        .find_call_by_code(&CallCode::from_raw(call["call_id"].as_str().unwrap()))
         .await
         .unwrap()
         .unwrap();
     let participants = app.state.repo.list_participants(stored.id).await.unwrap();
-    let mut ids: Vec<i64> = participants.iter().map(|p| p.user_id).collect();
+    let mut ids: Vec<i64> = participants.iter().map(|p| p.user_id.get()).collect();
     ids.sort_unstable();
     let mut expected = vec![ada.id, bob.id];
     expected.sort_unstable();
@@ -156,7 +157,7 @@ async fn calling_yourself_or_nobody_is_refused() {
     assert!(
         app.state
             .repo
-            .list_active_calls_by_creator(ada.id)
+            .list_active_calls_by_creator(ada.user_id())
             .await
             .unwrap()
             .is_empty()
@@ -183,7 +184,7 @@ async fn a_stranger_cannot_be_rung_by_guessing_their_id() {
     assert!(
         app.state
             .repo
-            .list_active_calls_by_creator(ada.id)
+            .list_active_calls_by_creator(ada.user_id())
             .await
             .unwrap()
             .is_empty()

@@ -6,20 +6,20 @@ use crate::common::pg::TestDb;
 use crate::common::{TestApp, TestAppBuilder, TestUser, detail, spawn_app};
 use chrono::Duration;
 use serde_json::{Value, json};
-use telcall_domain::CallStatsInput;
+use telcall_domain::{CallCode, CallStatsInput};
 
 /// Records `user` as a participant of the call with `code` (what joining its room does).
 async fn participate(app: &TestApp, code: &str, user: &TestUser) {
     let call = app
         .state
         .repo
-        .find_call_by_code(code)
+        .find_call_by_code(&CallCode::from_raw(code))
         .await
         .unwrap()
         .unwrap();
     app.state
         .repo
-        .record_join(call.id, user.id, app.clock_now())
+        .record_join(call.id, user.user_id(), app.clock_now())
         .await
         .unwrap();
 }
@@ -376,7 +376,7 @@ async fn the_aggregate_survives_the_largest_stored_figures(app: &TestApp) {
     let call = app
         .state
         .repo
-        .find_call_by_code(&code)
+        .find_call_by_code(&CallCode::from_raw(&code))
         .await
         .unwrap()
         .unwrap();
@@ -388,7 +388,7 @@ async fn the_aggregate_survives_the_largest_stored_figures(app: &TestApp) {
     for user in [&ada, &bob] {
         app.state
             .repo
-            .upsert_stats(&call, user.id, &huge, app.clock_now())
+            .upsert_stats(&call, user.user_id(), &huge, app.clock_now())
             .await
             .unwrap();
     }

@@ -177,7 +177,13 @@ async fn signing_in_again_keeps_the_id_and_refreshes_the_profile() {
     assert_eq!(user["last_name"], "King");
     assert_eq!(user["username"], "countess_ada");
     assert_eq!(user["photo_url"], "https://t.me/i/userpic/320/new.jpg");
-    let stored = app.state.repo.find_user(first.id).await.unwrap().unwrap();
+    let stored = app
+        .state
+        .repo
+        .find_user(first.user_id())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.first_name.as_deref(), Some("Augusta"));
     assert_eq!(stored.username.as_deref(), Some("countess_ada"));
 
@@ -194,7 +200,13 @@ async fn invalid_usernames_are_stored_as_null() {
             .sign_in_as(&json!({"id": id, "first_name": "N", "username": username}))
             .await;
         assert_eq!(user.body["user"]["username"], Value::Null, "{username}");
-        let stored = app.state.repo.find_user(user.id).await.unwrap().unwrap();
+        let stored = app
+            .state
+            .repo
+            .find_user(user.user_id())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(stored.username, None);
     }
 }
@@ -307,7 +319,7 @@ async fn oversize_bodies_get_413() {
     let calls = app
         .state
         .repo
-        .list_active_calls_by_creator(ada.id)
+        .list_active_calls_by_creator(ada.user_id())
         .await
         .unwrap();
     assert!(calls.is_empty());
@@ -365,14 +377,14 @@ async fn bearer_is_the_fallback_and_the_cookie_wins() {
     assert_eq!(resp.status(), 201);
     let repo = &app.state.repo;
     assert_eq!(
-        repo.list_active_calls_by_creator(ada.id)
+        repo.list_active_calls_by_creator(ada.user_id())
             .await
             .unwrap()
             .len(),
         1
     );
     assert!(
-        repo.list_active_calls_by_creator(bob.id)
+        repo.list_active_calls_by_creator(bob.user_id())
             .await
             .unwrap()
             .is_empty()

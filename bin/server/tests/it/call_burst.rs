@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 use telcall_domain::{
-    Call, CallId, CallPolicy, CallRepository, CallService, CallStats, CallStatsInput,
+    Call, CallCode, CallId, CallPolicy, CallRepository, CallService, CallStats, CallStatsInput,
     CallStatsRepository, CallStatsSummary, CallStatus, Friend, FriendQuery, FriendRepository,
     HealthCheck, NewCall, Participant, ParticipantRepository, RecordingCallEvents, RepoError,
     Repositories, User, UserId, UserProfile, UserRepository,
@@ -36,7 +36,7 @@ impl CallRepository for PauseAfterFirstCall {
         }
         Ok(stored)
     }
-    async fn find_call_by_code(&self, code: &str) -> Result<Option<Call>, RepoError> {
+    async fn find_call_by_code(&self, code: &CallCode) -> Result<Option<Call>, RepoError> {
         self.inner.find_call_by_code(code).await
     }
     async fn list_active_calls_by_creator(&self, creator: UserId) -> Result<Vec<Call>, RepoError> {
@@ -190,11 +190,12 @@ async fn a_creation_whose_call_a_concurrent_creation_ended_answers_ended() {
     // The first creation stores its call and is held there.
     let first = tokio::spawn({
         let calls = calls.clone();
-        async move { calls.create_call(ada.id, None, false).await }
+        let ada = ada.user_id();
+        async move { calls.create_call(ada, None, false).await }
     });
     stored_rx.await.unwrap();
     // Meanwhile a second creation ends the first call (one active call allowed).
-    let second = calls.create_call(ada.id, None, false).await.unwrap();
+    let second = calls.create_call(ada.user_id(), None, false).await.unwrap();
     assert_eq!(second.status, CallStatus::Active);
     resume_tx.send(()).unwrap();
     let first = first.await.unwrap().unwrap();
@@ -202,7 +203,7 @@ async fn a_creation_whose_call_a_concurrent_creation_ended_answers_ended() {
     let stored = app
         .state
         .repo
-        .find_call_by_code(first.code.as_str())
+        .find_call_by_code(&first.code)
         .await
         .unwrap()
         .unwrap();
@@ -235,7 +236,7 @@ async fn concurrent_creations_answer_each_call_as_stored() {
         let stored = app
             .state
             .repo
-            .find_call_by_code(code)
+            .find_call_by_code(&CallCode::from_raw(code))
             .await
             .unwrap()
             .unwrap();
@@ -254,7 +255,7 @@ async fn concurrent_creations_answer_each_call_as_stored() {
     let active = app
         .state
         .repo
-        .list_active_calls_by_creator(ada.id)
+        .list_active_calls_by_creator(ada.user_id())
         .await
         .unwrap();
     assert_eq!(active.len(), 2);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{Duration, TimeZone, Utc};
 use telcall_domain::{
     CallPolicy, CallService, CallStatus, Clock, EndReason, ManualClock, RecordingCallEvents,
-    Repositories, UserProfile,
+    Repositories, UserId, UserProfile,
 };
 use telcall_persistence::{DbOptions, SeaStore};
 
@@ -49,7 +49,7 @@ async fn fixture_with(policy: CallPolicy) -> Fixture {
     }
 }
 
-async fn user(repo: &Arc<dyn Repositories>, tg: i64) -> i64 {
+async fn user(repo: &Arc<dyn Repositories>, tg: i64) -> UserId {
     repo.upsert_user(
         &UserProfile {
             telegram_user_id: tg,
@@ -69,13 +69,13 @@ async fn organizer_end_emits_ended() {
     let ada = user(&f.repo, 1).await;
     let call = f.calls.create_call(ada, None, false).await.unwrap();
     assert!(f.events.events().is_empty());
-    f.calls.end_call(ada, call.code.as_str()).await.unwrap();
+    f.calls.end_call(ada, &call.code).await.unwrap();
     assert_eq!(
         f.events.events(),
         vec![(call.code.clone(), EndReason::Ended)]
     );
     // A refused end emits nothing more.
-    assert!(f.calls.end_call(ada, call.code.as_str()).await.is_err());
+    assert!(f.calls.end_call(ada, &call.code).await.is_err());
     assert_eq!(f.events.events().len(), 1);
 }
 
@@ -115,16 +115,11 @@ async fn sweeper_expires_due_calls_once_and_emits_expired() {
         f.events.events(),
         vec![(old.code.clone(), EndReason::Expired)]
     );
-    let stored = f
-        .repo
-        .find_call_by_code(old.code.as_str())
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = f.repo.find_call_by_code(&old.code).await.unwrap().unwrap();
     assert_eq!(stored.status, CallStatus::Expired);
     let stored = f
         .repo
-        .find_call_by_code(young.code.as_str())
+        .find_call_by_code(&young.code)
         .await
         .unwrap()
         .unwrap();
@@ -152,17 +147,12 @@ async fn sweeper_ends_calls_past_the_duration_cap_once() {
         f.events.events(),
         vec![(old.code.clone(), EndReason::MaxDuration(12))]
     );
-    let stored = f
-        .repo
-        .find_call_by_code(old.code.as_str())
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = f.repo.find_call_by_code(&old.code).await.unwrap().unwrap();
     assert_eq!(stored.status, CallStatus::Ended);
     assert_eq!(stored.ended_at, Some(f.clock.now()));
     let stored = f
         .repo
-        .find_call_by_code(young.code.as_str())
+        .find_call_by_code(&young.code)
         .await
         .unwrap()
         .unwrap();
@@ -177,8 +167,8 @@ async fn reading_an_expired_call_marks_it_and_emits_once() {
     let ada = user(&f.repo, 4).await;
     let call = f.calls.create_call(ada, None, false).await.unwrap();
     f.clock.advance(Duration::hours(24));
-    assert!(f.calls.joinable_call(call.code.as_str()).await.is_err());
-    assert!(f.calls.joinable_call(call.code.as_str()).await.is_err());
+    assert!(f.calls.joinable_call(&call.code).await.is_err());
+    assert!(f.calls.joinable_call(&call.code).await.is_err());
     assert_eq!(
         f.events.events(),
         vec![(call.code.clone(), EndReason::Expired)]

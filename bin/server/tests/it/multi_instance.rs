@@ -7,6 +7,7 @@
 //! run with `--include-ignored`; the unreachable-Redis tests need neither.
 
 use serde_json::{Value, json};
+use telcall_domain::CallCode;
 
 use crate::common::cluster::Cluster;
 use crate::common::ws::{Ending, eventually, user_id};
@@ -667,13 +668,13 @@ async fn a_starting_instance_closes_only_rows_no_live_instance_holds() {
     let stored = a
         .state
         .repo
-        .find_call_by_code(&abandoned)
+        .find_call_by_code(&CallCode::from_raw(&abandoned))
         .await
         .unwrap()
         .unwrap();
     a.state
         .repo
-        .record_join(stored.id, bob.id, a.clock_now())
+        .record_join(stored.id, bob.user_id(), a.clock_now())
         .await
         .unwrap();
 

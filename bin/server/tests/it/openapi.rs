@@ -795,7 +795,7 @@ async fn json_bodies_must_be_objects() {
     assert!(
         app.state
             .repo
-            .list_active_calls_by_creator(ada.id)
+            .list_active_calls_by_creator(ada.user_id())
             .await
             .unwrap()
             .is_empty()

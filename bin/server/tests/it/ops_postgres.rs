@@ -7,6 +7,7 @@
 //! `TEST_DATABASE_URL=… cargo test -p telcall-server --test ops_postgres -- --include-ignored`.
 
 use crate::common::detail;
+use telcall_domain::CallCode;
 
 use std::time::Duration;
 
@@ -88,13 +89,13 @@ async fn rest_api_core_flow_on_postgres() {
     let stored_call = app
         .state
         .repo
-        .find_call_by_code(&code)
+        .find_call_by_code(&CallCode::from_raw(&code))
         .await
         .unwrap()
         .unwrap();
     app.state
         .repo
-        .record_join(stored_call.id, bob.id, app.clock_now())
+        .record_join(stored_call.id, bob.user_id(), app.clock_now())
         .await
         .unwrap();
     for (user, duration, lost) in [(&ada, 60.0, 3), (&bob, 120.0, 5)] {
@@ -205,7 +206,7 @@ async fn rest_api_core_flow_on_postgres() {
     let active = app
         .state
         .repo
-        .list_active_calls_by_creator(ada.id)
+        .list_active_calls_by_creator(ada.user_id())
         .await
         .unwrap();
     assert_eq!(active.len(), 5);

@@ -4,6 +4,7 @@
 
 use chrono::Duration;
 use serde_json::json;
+use telcall_domain::CallCode;
 
 use crate::common::TestAppBuilder;
 use crate::common::ws::{participants, wait_for_rows};
@@ -26,15 +27,23 @@ async fn rows_a_previous_run_left_open_are_closed_at_start_up() {
     // What a killed process leaves behind: joins recorded, leaves never written (on a
     // call still active, and on one that ended meanwhile).
     let repo = &first.state.repo;
-    let live_call = repo.find_call_by_code(&live).await.unwrap().unwrap();
-    let ended_call = repo.find_call_by_code(&ended).await.unwrap().unwrap();
+    let live_call = repo
+        .find_call_by_code(&CallCode::from_raw(&live))
+        .await
+        .unwrap()
+        .unwrap();
+    let ended_call = repo
+        .find_call_by_code(&CallCode::from_raw(&ended))
+        .await
+        .unwrap()
+        .unwrap();
     let joined_at = first.clock_now();
     for user in [&ada, &bob] {
-        repo.record_join(live_call.id, user.id, joined_at)
+        repo.record_join(live_call.id, user.user_id(), joined_at)
             .await
             .unwrap();
     }
-    repo.record_join(ended_call.id, bob.id, joined_at)
+    repo.record_join(ended_call.id, bob.user_id(), joined_at)
         .await
         .unwrap();
     first.stop().await;
@@ -89,7 +98,7 @@ async fn a_friend_calls_rows_close_with_the_call_even_if_nobody_connected() {
     let stored = app
         .state
         .repo
-        .find_call_by_code(&code)
+        .find_call_by_code(&CallCode::from_raw(&code))
         .await
         .unwrap()
         .unwrap();
@@ -132,13 +141,14 @@ async fn a_reconnect_within_the_window_continues_the_same_row() {
         let now = app.clock_now();
         wait_for_rows(&app, &call, |rows| {
             rows.iter()
-                .any(|r| r.user_id == bob.id && r.left_at > Some(now - Duration::seconds(1)))
+                .any(|r| r.user_id == bob.user_id() && r.left_at > Some(now - Duration::seconds(1)))
         })
         .await;
         app.clock.advance(Duration::seconds(30));
     }
-    let bobs =
-        |rows: &[telcall_domain::Participant]| rows.iter().filter(|r| r.user_id == bob.id).count();
+    let bobs = |rows: &[telcall_domain::Participant]| {
+        rows.iter().filter(|r| r.user_id == bob.user_id()).count()
+    };
     let rows = participants(&app, &call).await;
     assert_eq!(bobs(&rows), 1, "{rows:?}");
 
@@ -147,7 +157,7 @@ async fn a_reconnect_within_the_window_continues_the_same_row() {
     let _client = app.ws_join(&call, &bob).await;
     host.expect("user_joined").await;
     let rows = wait_for_rows(&app, &call, |rows| bobs(rows) == 2).await;
-    let mut stays: Vec<_> = rows.iter().filter(|r| r.user_id == bob.id).collect();
+    let mut stays: Vec<_> = rows.iter().filter(|r| r.user_id == bob.user_id()).collect();
     stays.sort_by_key(|r| r.id);
     assert!(stays[0].left_at.is_some());
     assert!(stays[1].left_at.is_none());

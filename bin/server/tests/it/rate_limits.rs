@@ -5,6 +5,7 @@
 use crate::common::{BOT_TOKEN, TestApp, TestAppBuilder, init_data_for};
 use chrono::Utc;
 use serde_json::{Value, json};
+use telcall_domain::UserId;
 
 fn tg_user(id: i64) -> Value {
     json!({"id": id, "first_name": "Rate", "username": format!("rate_user_{id}")})
@@ -140,14 +141,14 @@ async fn call_creation_is_limited_across_its_three_routes() {
     // Nothing was created by the refused requests.
     let repo = &app.state.repo;
     assert_eq!(
-        repo.list_active_calls_by_creator(ada.id)
+        repo.list_active_calls_by_creator(ada.user_id())
             .await
             .unwrap()
             .len(),
         3
     );
     assert!(
-        repo.list_active_calls_by_creator(bob.id)
+        repo.list_active_calls_by_creator(bob.user_id())
             .await
             .unwrap()
             .is_empty()
@@ -357,7 +358,7 @@ async fn percent_encoded_paths_fall_under_the_same_limits() {
     let bob_id = bob["user"]["id"].as_i64().unwrap();
     app.state
         .repo
-        .link_friends(&[ada.id, bob_id], app.clock_now())
+        .link_friends(&[ada.user_id(), UserId::new(bob_id)], app.clock_now())
         .await
         .unwrap();
     let create = |path: &'static str| {

@@ -194,7 +194,7 @@ async fn cookie_writes_from_a_foreign_origin_are_refused_before_anything_changes
     }
     let repo = &app.state.repo;
     assert!(
-        repo.list_active_calls_by_creator(ada.id)
+        repo.list_active_calls_by_creator(ada.user_id())
             .await
             .unwrap()
             .is_empty()
@@ -211,7 +211,7 @@ async fn cookie_writes_from_a_foreign_origin_are_refused_before_anything_changes
         assert_eq!(resp.status(), 201, "{headers:?}");
     }
     assert_eq!(
-        repo.list_active_calls_by_creator(ada.id)
+        repo.list_active_calls_by_creator(ada.user_id())
             .await
             .unwrap()
             .len(),

@@ -4,6 +4,7 @@
 //! `/help`, both languages, re-deliveries, concurrency, bad input and a Bot API outage.
 
 use std::time::Duration;
+use telcall_domain::CallCode;
 
 use serde_json::{Value, json};
 use telcall_telegram::WebhookSecret;
@@ -209,7 +210,7 @@ async fn ended_expired_unknown_and_foreign_queries_get_an_empty_answer() {
     let stored = app
         .state
         .repo
-        .find_call_by_code(&expired)
+        .find_call_by_code(&CallCode::from_raw(&expired))
         .await
         .unwrap()
         .unwrap();
@@ -250,7 +251,7 @@ async fn start_signs_the_sender_in_like_the_mini_app_and_opens_the_app() {
                             "photo_url": "https://t.me/i/userpic/320/grace.jpg"}),
         )
         .await;
-    assert_eq!(signed_in.id, created.id);
+    assert_eq!(signed_in.user_id(), created.id);
 
     // /start again keeps the photo the sign-in stored (updates carry none) and applies the
     // sign-in's username rule: an invalid username is stored as null.

@@ -216,7 +216,7 @@ fn a_path_to_a_folder_beside_the_repository_is_caught() {
     assert!(
         leaves(
             "crates/telegram/src/bot.rs",
-            &format!(r#"is_code_shaped("{}etc")"#, up(1))
+            &format!(r#"call_code("{}etc")"#, up(1))
         )
         .is_empty()
     );

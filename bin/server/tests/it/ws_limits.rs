@@ -91,7 +91,7 @@ async fn one_user_holds_at_most_the_configured_number_of_sockets() {
         third.expect_close().await,
         (4429, "Too many connections for this user".into())
     );
-    assert_eq!(app.state.hub.user_connections(many.id), 2);
+    assert_eq!(app.state.hub.user_connections(many.user_id()), 2);
     // Someone else is not affected.
     let mut other = app.ws_join(&calls[2], &host).await;
 
@@ -107,7 +107,7 @@ async fn one_user_holds_at_most_the_configured_number_of_sockets() {
     // Once a socket closes, its slot is free again.
     again.close().await;
     eventually("the closed socket's slot is released", || async {
-        (app.state.hub.user_connections(many.id) == 1).then_some(())
+        (app.state.hub.user_connections(many.user_id()) == 1).then_some(())
     })
     .await;
     let mut third = app.ws_join(&calls[2], &many).await;

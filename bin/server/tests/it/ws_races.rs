@@ -8,7 +8,7 @@ use crate::common::TestAppBuilder;
 use crate::common::ws::{Ending, user_id, wait_for_rows};
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use telcall_domain::{CallStatus, Clock, ManualClock};
+use telcall_domain::{CallCode, CallStatus, Clock, ManualClock};
 
 /// A manual clock that can be told to jump forward right after its next reading: the
 /// reading that admits a handshake sees the call active, the next one (after the join)
@@ -70,7 +70,7 @@ async fn a_call_ending_during_the_handshake_ends_the_room_it_joined() {
     let stored = app
         .state
         .repo
-        .find_call_by_code(&call)
+        .find_call_by_code(&CallCode::from_raw(&call))
         .await
         .unwrap()
         .unwrap();
@@ -148,14 +148,14 @@ async fn a_cut_off_connection_leaves_at_once_and_its_user_can_come_back() {
     // The stay on the new connection is open until it closes.
     wait_for_rows(&app, &call, |rows| {
         rows.iter()
-            .any(|r| r.user_id == slow.id && r.left_at.is_none())
+            .any(|r| r.user_id == slow.user_id() && r.left_at.is_none())
     })
     .await;
     s2.close().await;
     assert_eq!(user_id(&a.expect("user_left").await["user"]), slow.id);
     wait_for_rows(&app, &call, |rows| {
         rows.iter()
-            .filter(|r| r.user_id == slow.id)
+            .filter(|r| r.user_id == slow.user_id())
             .all(|r| r.left_at.is_some())
     })
     .await;

@@ -4,6 +4,7 @@
 //! from the call's creation.
 
 use std::collections::HashSet;
+use telcall_domain::CallCode;
 
 use crate::common::ws::{Ending, WsClient, user_id, wait_for_rows};
 use crate::common::{TestApp, TestAppBuilder, TestUser, spawn_app};
@@ -246,21 +247,21 @@ async fn joins_leaves_and_friend_links_are_recorded() {
 
     let rows = wait_for_rows(&app, &call, |rows| rows.len() == 2).await;
     assert!(rows.iter().all(|r| r.left_at.is_none()));
-    let users: HashSet<i64> = rows.iter().map(|r| r.user_id).collect();
+    let users: HashSet<i64> = rows.iter().map(|r| r.user_id.get()).collect();
     assert_eq!(users, HashSet::from([ada.id, bob.id]));
 
     b.close().await;
     a.expect("user_left").await;
     let rows = wait_for_rows(&app, &call, |rows| {
         rows.iter()
-            .any(|r| r.user_id == bob.id && r.left_at.is_some())
+            .any(|r| r.user_id == bob.user_id() && r.left_at.is_some())
     })
     .await;
-    let bob_row = rows.iter().find(|r| r.user_id == bob.id).unwrap();
+    let bob_row = rows.iter().find(|r| r.user_id == bob.user_id()).unwrap();
     assert!(bob_row.left_at.unwrap() >= bob_row.joined_at);
     assert!(
         rows.iter()
-            .find(|r| r.user_id == ada.id)
+            .find(|r| r.user_id == ada.user_id())
             .unwrap()
             .left_at
             .is_none()
@@ -359,7 +360,7 @@ async fn app_with_a_three_hour_cap() -> TestApp {
 async fn stored_status(app: &TestApp, call: &str) -> telcall_domain::CallStatus {
     app.state
         .repo
-        .find_call_by_code(call)
+        .find_call_by_code(&CallCode::from_raw(call))
         .await
         .unwrap()
         .unwrap()

@@ -21,9 +21,9 @@ impl TryFrom<calls::Model> for Call {
             .parse::<CallStatus>()
             .map_err(|e| RepoError::Other(format!("call {}: {e}", m.id)))?;
         Ok(Self {
-            id: m.id,
+            id: CallId::new(m.id),
             code: CallCode::from_raw(m.code),
-            creator_id: m.creator_id,
+            creator_id: UserId::new(m.creator_id),
             title: m.title,
             is_video_enabled: m.is_video_enabled,
             status,
@@ -40,12 +40,12 @@ fn into_calls(rows: Vec<calls::Model>) -> Result<Vec<Call>, RepoError> {
 
 #[async_trait]
 impl CallRepository for SeaStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(user = call.creator_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user = call.creator_id.get()))]
     async fn create_call(&self, call: &NewCall) -> Result<Call, RepoError> {
         let row = calls::ActiveModel {
             id: NotSet,
             code: Set(call.code.as_str().to_owned()),
-            creator_id: Set(call.creator_id),
+            creator_id: Set(call.creator_id.get()),
             title: Set(call.title.clone()),
             is_video_enabled: Set(call.is_video_enabled),
             status: Set(CallStatus::Active.as_str().to_owned()),
@@ -62,9 +62,9 @@ impl CallRepository for SeaStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn find_call_by_code(&self, code: &str) -> Result<Option<Call>, RepoError> {
+    async fn find_call_by_code(&self, code: &CallCode) -> Result<Option<Call>, RepoError> {
         let stmt = calls::Entity::find()
-            .filter(calls::Column::Code.eq(code))
+            .filter(calls::Column::Code.eq(code.as_str()))
             .into_query();
         run_one::<calls::Model, _, _>(&self.db, &stmt)
             .await?
@@ -72,10 +72,10 @@ impl CallRepository for SeaStore {
             .transpose()
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user = creator))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user = creator.get()))]
     async fn list_active_calls_by_creator(&self, creator: UserId) -> Result<Vec<Call>, RepoError> {
         let stmt = calls::Entity::find()
-            .filter(calls::Column::CreatorId.eq(creator))
+            .filter(calls::Column::CreatorId.eq(creator.get()))
             .filter(calls::Column::Status.eq(CallStatus::Active.as_str()))
             .order_by_asc(calls::Column::CreatedAt)
             .order_by_asc(calls::Column::Id)
@@ -83,7 +83,7 @@ impl CallRepository for SeaStore {
         into_calls(run_all(&self.db, &stmt).await?)
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(call = id, status = %status))]
+    #[tracing::instrument(level = "debug", skip_all, fields(call = id.get(), status = %status))]
     async fn set_call_status(
         &self,
         id: CallId,
@@ -94,7 +94,7 @@ impl CallRepository for SeaStore {
         let mut update = calls::Entity::update_many()
             .col_expr(calls::Column::Status, Expr::value(status.as_str()))
             .col_expr(calls::Column::EndedAt, Expr::value(ended_at))
-            .filter(calls::Column::Id.eq(id));
+            .filter(calls::Column::Id.eq(id.get()));
         if ended_at.is_some() {
             // Only an active call can be finished: two concurrent ends (or an end racing
             // the sweeper) finish it once, and the first outcome stays.

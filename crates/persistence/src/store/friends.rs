@@ -84,7 +84,7 @@ impl From<FriendRow> for Friend {
     fn from(r: FriendRow) -> Self {
         Self {
             user: User {
-                id: r.id,
+                id: UserId::new(r.id),
                 telegram_user_id: r.telegram_user_id,
                 username: r.username,
                 first_name: r.first_name,
@@ -128,8 +128,8 @@ impl FriendRepository for SeaStore {
             .flat_map(|&a| users.iter().filter(move |&&b| b != a).map(move |&b| (a, b)))
             .map(|(user_id, friend_id)| friend_links::ActiveModel {
                 id: NotSet,
-                user_id: Set(user_id),
-                friend_id: Set(friend_id),
+                user_id: Set(user_id.get()),
+                friend_id: Set(friend_id.get()),
                 last_call_at: Set(at),
                 created_at: Set(at),
             })
@@ -160,7 +160,7 @@ impl FriendRepository for SeaStore {
         txn.commit().await.repo()
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user = user))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user = user.get()))]
     async fn list_friends(
         &self,
         user: UserId,
@@ -175,7 +175,7 @@ impl FriendRepository for SeaStore {
                 JoinType::InnerJoin,
                 friend_links::Relation::Friend.def().rev(),
             )
-            .filter(friend_links::Column::UserId.eq(user));
+            .filter(friend_links::Column::UserId.eq(user.get()));
         if let Some(needle) = query.search.as_deref().filter(|s| !s.is_empty()) {
             select = select.filter(search_condition(self.db.get_database_backend(), needle));
         }
@@ -192,11 +192,11 @@ impl FriendRepository for SeaStore {
             .collect())
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user = user, friend = friend))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user = user.get(), friend = friend.get()))]
     async fn is_friend(&self, user: UserId, friend: UserId) -> Result<bool, RepoError> {
         let link = friend_links::Entity::find()
-            .filter(friend_links::Column::UserId.eq(user))
-            .filter(friend_links::Column::FriendId.eq(friend))
+            .filter(friend_links::Column::UserId.eq(user.get()))
+            .filter(friend_links::Column::FriendId.eq(friend.get()))
             .one(&self.db)
             .await
             .repo()?;
@@ -205,7 +205,7 @@ impl FriendRepository for SeaStore {
 
     /// One `DELETE` of both directions, `RETURNING` each removed link; the ids reported
     /// are those of links from `user`'s side, in the order asked for.
-    #[tracing::instrument(level = "debug", skip_all, fields(user = user, friends = friends.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user = user.get(), friends = friends.len()))]
     async fn delete_friends(
         &self,
         user: UserId,
@@ -215,18 +215,19 @@ impl FriendRepository for SeaStore {
         if friends.is_empty() {
             return Ok(Vec::new());
         }
+        let keys = || friends.iter().map(|id| id.get());
         let mut stmt = friend_links::Entity::delete_many()
             .filter(
                 Condition::any()
                     .add(
                         Condition::all()
-                            .add(friend_links::Column::UserId.eq(user))
-                            .add(friend_links::Column::FriendId.is_in(friends.iter().copied())),
+                            .add(friend_links::Column::UserId.eq(user.get()))
+                            .add(friend_links::Column::FriendId.is_in(keys())),
                     )
                     .add(
                         Condition::all()
-                            .add(friend_links::Column::FriendId.eq(user))
-                            .add(friend_links::Column::UserId.is_in(friends.iter().copied())),
+                            .add(friend_links::Column::FriendId.eq(user.get()))
+                            .add(friend_links::Column::UserId.is_in(keys())),
                     ),
             )
             .into_query();
@@ -237,8 +238,8 @@ impl FriendRepository for SeaStore {
         let deleted: HashSet<UserId> = run_all::<LinkRow, _, _>(&self.db, &stmt)
             .await?
             .into_iter()
-            .filter(|link| link.user_id == user)
-            .map(|link| link.friend_id)
+            .filter(|link| link.user_id == user.get())
+            .map(|link| UserId::new(link.friend_id))
             .collect();
         Ok(friends
             .into_iter()

@@ -14,8 +14,8 @@ impl From<participants::Model> for Participant {
     fn from(m: participants::Model) -> Self {
         Self {
             id: m.id,
-            call_id: m.call_id,
-            user_id: m.user_id,
+            call_id: CallId::new(m.call_id),
+            user_id: UserId::new(m.user_id),
             joined_at: m.joined_at,
             left_at: m.left_at,
         }
@@ -24,7 +24,7 @@ impl From<participants::Model> for Participant {
 
 #[async_trait]
 impl ParticipantRepository for SeaStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(call = call, user = user))]
+    #[tracing::instrument(level = "debug", skip_all, fields(call = call.get(), user = user.get()))]
     async fn record_join(
         &self,
         call: CallId,
@@ -33,8 +33,8 @@ impl ParticipantRepository for SeaStore {
     ) -> Result<Participant, RepoError> {
         let row = participants::ActiveModel {
             id: NotSet,
-            call_id: Set(call),
-            user_id: Set(user),
+            call_id: Set(call.get()),
+            user_id: Set(user.get()),
             joined_at: Set(at),
             left_at: Set(None),
         };
@@ -46,7 +46,7 @@ impl ParticipantRepository for SeaStore {
             .ok_or_else(|| no_row("participant insert"))
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(call = call, user = user))]
+    #[tracing::instrument(level = "debug", skip_all, fields(call = call.get(), user = user.get()))]
     async fn record_leave(
         &self,
         call: CallId,
@@ -55,14 +55,14 @@ impl ParticipantRepository for SeaStore {
     ) -> Result<u64, RepoError> {
         let stmt = participants::Entity::update_many()
             .col_expr(participants::Column::LeftAt, Expr::value(Some(at)))
-            .filter(participants::Column::CallId.eq(call))
-            .filter(participants::Column::UserId.eq(user))
+            .filter(participants::Column::CallId.eq(call.get()))
+            .filter(participants::Column::UserId.eq(user.get()))
             .filter(participants::Column::LeftAt.is_null())
             .into_query();
         run_exec(&self.db, &stmt).await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(call = call, user = user))]
+    #[tracing::instrument(level = "debug", skip_all, fields(call = call.get(), user = user.get()))]
     async fn continue_stay(
         &self,
         call: CallId,
@@ -70,8 +70,8 @@ impl ParticipantRepository for SeaStore {
         since: DateTime<Utc>,
     ) -> Result<Option<Participant>, RepoError> {
         let latest = participants::Entity::find()
-            .filter(participants::Column::CallId.eq(call))
-            .filter(participants::Column::UserId.eq(user))
+            .filter(participants::Column::CallId.eq(call.get()))
+            .filter(participants::Column::UserId.eq(user.get()))
             .order_by_desc(participants::Column::Id)
             .limit(1)
             .into_query();
@@ -97,11 +97,11 @@ impl ParticipantRepository for SeaStore {
             .map(Participant::from))
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(call = call))]
+    #[tracing::instrument(level = "debug", skip_all, fields(call = call.get()))]
     async fn close_open_stays(&self, call: CallId, at: DateTime<Utc>) -> Result<u64, RepoError> {
         let stmt = participants::Entity::update_many()
             .col_expr(participants::Column::LeftAt, Expr::value(Some(at)))
-            .filter(participants::Column::CallId.eq(call))
+            .filter(participants::Column::CallId.eq(call.get()))
             .filter(participants::Column::LeftAt.is_null())
             .into_query();
         run_exec(&self.db, &stmt).await
@@ -125,11 +125,11 @@ impl ParticipantRepository for SeaStore {
             .collect()
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(call = call, user = user))]
+    #[tracing::instrument(level = "debug", skip_all, fields(call = call.get(), user = user.get()))]
     async fn has_participated(&self, call: CallId, user: UserId) -> Result<bool, RepoError> {
         let stmt = participants::Entity::find()
-            .filter(participants::Column::CallId.eq(call))
-            .filter(participants::Column::UserId.eq(user))
+            .filter(participants::Column::CallId.eq(call.get()))
+            .filter(participants::Column::UserId.eq(user.get()))
             .limit(1)
             .into_query();
         Ok(run_one::<participants::Model, _, _>(&self.db, &stmt)
@@ -137,10 +137,10 @@ impl ParticipantRepository for SeaStore {
             .is_some())
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(call = call))]
+    #[tracing::instrument(level = "debug", skip_all, fields(call = call.get()))]
     async fn list_participants(&self, call: CallId) -> Result<Vec<Participant>, RepoError> {
         let stmt = participants::Entity::find()
-            .filter(participants::Column::CallId.eq(call))
+            .filter(participants::Column::CallId.eq(call.get()))
             .order_by_asc(participants::Column::JoinedAt)
             .order_by_asc(participants::Column::Id)
             .into_query();

@@ -35,9 +35,9 @@ fn figures(m: &call_stats::Model) -> CallStatsInput {
 fn to_domain(m: call_stats::Model, code: CallCode) -> CallStats {
     CallStats {
         id: m.id,
-        call_id: m.call_id,
+        call_id: CallId::new(m.call_id),
         call_code: code,
-        user_id: m.user_id,
+        user_id: UserId::new(m.user_id),
         figures: figures(&m),
         created_at: m.created_at,
     }
@@ -79,7 +79,7 @@ fn saturating_i64(value: f64) -> i64 {
 
 #[async_trait]
 impl CallStatsRepository for SeaStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(call = call.id, user = user))]
+    #[tracing::instrument(level = "debug", skip_all, fields(call = call.id.get(), user = user.get()))]
     async fn upsert_stats(
         &self,
         call: &Call,
@@ -90,8 +90,8 @@ impl CallStatsRepository for SeaStore {
         let f = figures.clone();
         let row = call_stats::ActiveModel {
             id: NotSet,
-            call_id: Set(call.id),
-            user_id: Set(user),
+            call_id: Set(call.id.get()),
+            user_id: Set(user.get()),
             duration_seconds: Set(f.duration_seconds),
             audio_bitrate_kbps: Set(f.audio_bitrate_kbps),
             audio_packets_lost: Set(f.audio_packets_lost),
@@ -114,8 +114,8 @@ impl CallStatsRepository for SeaStore {
         figures_only.user_id = NotSet;
         let mut update = call_stats::Entity::update_many()
             .set(figures_only)
-            .filter(call_stats::Column::CallId.eq(call.id))
-            .filter(call_stats::Column::UserId.eq(user))
+            .filter(call_stats::Column::CallId.eq(call.id.get()))
+            .filter(call_stats::Column::UserId.eq(user.get()))
             .into_query();
         update.returning_all();
         let mut insert = call_stats::Entity::insert(row).into_query();
@@ -144,7 +144,7 @@ impl CallStatsRepository for SeaStore {
     /// its `numeric` result does not fit back into `BIGINT` on PostgreSQL, whatever rows a
     /// database holds; a double sum cannot fail, is exact far beyond any plausible total
     /// (2^53) and is saturated into `i64` here. No rows: zero count and sum, no averages.
-    #[tracing::instrument(level = "debug", skip_all, fields(call = call))]
+    #[tracing::instrument(level = "debug", skip_all, fields(call = call.get()))]
     async fn summarize_stats(&self, call: CallId) -> Result<CallStatsSummary, RepoError> {
         use call_stats::Column as C;
         let avg = |c: C| Func::avg(Expr::col(c));
@@ -169,7 +169,7 @@ impl CallStatsRepository for SeaStore {
             .expr_as(avg(C::AudioJitterMs), "avg_audio_jitter_ms")
             .expr_as(avg(C::RttMs), "avg_rtt_ms")
             .from(call_stats::Entity)
-            .and_where(Expr::col(C::CallId).eq(call))
+            .and_where(Expr::col(C::CallId).eq(call.get()))
             .to_owned();
         let row = run_one::<SummaryRow, _, _>(&self.db, &stmt)
             .await?
@@ -184,7 +184,7 @@ impl CallStatsRepository for SeaStore {
         })
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user = user))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user = user.get()))]
     async fn list_stats_by_user(
         &self,
         user: UserId,
@@ -193,7 +193,7 @@ impl CallStatsRepository for SeaStore {
         let stmt = call_stats::Entity::find()
             .column_as(Expr::col((calls::Entity, calls::Column::Code)), "call_code")
             .join(JoinType::InnerJoin, call_stats::Relation::Call.def())
-            .filter(call_stats::Column::UserId.eq(user))
+            .filter(call_stats::Column::UserId.eq(user.get()))
             .order_by_desc(call_stats::Column::CreatedAt)
             .order_by_desc(call_stats::Column::Id)
             .limit(limit)

@@ -13,7 +13,7 @@ use crate::entity::users;
 impl From<users::Model> for User {
     fn from(m: users::Model) -> Self {
         Self {
-            id: m.id,
+            id: UserId::new(m.id),
             telegram_user_id: m.telegram_user_id,
             username: m.username,
             first_name: m.first_name,
@@ -65,9 +65,9 @@ impl UserRepository for SeaStore {
             .ok_or_else(|| no_row("user upsert"))
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user = id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user = id.get()))]
     async fn find_user(&self, id: UserId) -> Result<Option<User>, RepoError> {
-        let stmt = users::Entity::find_by_id(id).into_query();
+        let stmt = users::Entity::find_by_id(id.get()).into_query();
         Ok(run_one::<users::Model, _, _>(&self.db, &stmt)
             .await?
             .map(User::from))

@@ -35,10 +35,18 @@ pub struct TestApp {
 /// A signed-in user.
 #[derive(Debug, Clone)]
 pub struct TestUser {
+    /// The internal id, as the API sent it.
     pub id: i64,
     pub telegram_id: i64,
     pub token: String,
     pub body: Value,
+}
+
+impl TestUser {
+    /// The internal id, as the domain and storage take it.
+    pub fn user_id(&self) -> telcall_domain::UserId {
+        telcall_domain::UserId::new(self.id)
+    }
 }
 
 /// Builds a [`TestApp`] with extra environment settings.
@@ -243,7 +251,7 @@ impl TestApp {
     pub async fn befriend(&self, a: &TestUser, b: &TestUser) {
         self.state
             .repo
-            .link_friends(&[a.id, b.id], self.clock_now())
+            .link_friends(&[a.user_id(), b.user_id()], self.clock_now())
             .await
             .unwrap();
     }

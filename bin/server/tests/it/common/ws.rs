@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use telcall_domain::Participant;
+use telcall_domain::{CallCode, Participant};
 
 use super::{ALLOWED_ORIGIN, TestApp, TestUser};
 
@@ -315,7 +315,7 @@ pub async fn participants(app: &TestApp, call: &str) -> Vec<Participant> {
     let call = app
         .state
         .repo
-        .find_call_by_code(call)
+        .find_call_by_code(&CallCode::from_raw(call))
         .await
         .unwrap()
         .unwrap();
