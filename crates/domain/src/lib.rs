@@ -25,7 +25,7 @@ pub use events::RecordingCallEvents;
 pub use events::{CallEvents, CallNotifier, EndReason, NotifyError};
 pub use repo::{
     CallRepository, CallStatsRepository, FriendRepository, HealthCheck, ParticipantRepository,
-    Repositories, UserRepository,
+    PresenceChange, Repositories, UserRepository,
 };
 pub use services::{CallPolicy, CallService, FriendService, StatsService};
 pub use users::{TelegramAccount, UserService};

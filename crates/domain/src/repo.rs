@@ -95,6 +95,41 @@ pub trait ParticipantRepository: Send + Sync {
     async fn list_participants(&self, call: CallId) -> Result<Vec<Participant>, RepoError>;
     /// Whether `user` has any stay recorded in the call.
     async fn has_participated(&self, call: CallId, user: UserId) -> Result<bool, RepoError>;
+    /// Records `changes` in their order, all or none (one transaction): each change as
+    /// [`PresenceChange`] describes it. Friend links are written last, in one global row
+    /// order, so concurrent writers cannot deadlock on them.
+    async fn record_presence(&self, changes: &[PresenceChange]) -> Result<(), RepoError>;
+}
+
+/// One change to who is in a call, stamped when it happened; the presence writer records
+/// them in order, many at a time ([`ParticipantRepository::record_presence`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceChange {
+    /// `user` joined `call` at `at` where `others` already were. The user's latest stay is
+    /// continued when it is still open or ended at or after `since` (a reconnect); else a
+    /// new stay begins. `user` and each of `others` become friends (both directions,
+    /// `last_call_at` = `at`).
+    Joined {
+        /// The call.
+        call: CallId,
+        /// Who joined.
+        user: UserId,
+        /// Who was already in the room.
+        others: Vec<UserId>,
+        /// When.
+        at: DateTime<Utc>,
+        /// A stay that ended before this is not continued.
+        since: DateTime<Utc>,
+    },
+    /// `user` left `call` at `at`: the user's open stays get `left_at`.
+    Left {
+        /// The call.
+        call: CallId,
+        /// Who left.
+        user: UserId,
+        /// When.
+        at: DateTime<Utc>,
+    },
 }
 
 /// Friend links (people who shared a call).

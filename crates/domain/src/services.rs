@@ -13,7 +13,7 @@ use crate::entities::{
 };
 use crate::error::{DomainError, RepoError};
 use crate::events::{CallEvents, EndReason};
-use crate::repo::Repositories;
+use crate::repo::{PresenceChange, Repositories};
 
 /// Longest accepted call title, in characters.
 pub const MAX_TITLE_CHARS: usize = 255;
@@ -357,38 +357,37 @@ impl CallService {
     }
 
     /// Records that `user` joined the call's room, and links them with everyone else in it.
-    /// A user back within [`CallPolicy::rejoin_window`] of leaving (a reconnect), or still
-    /// recorded in the call (a friend call records both users up front), continues that
-    /// stay.
-    pub async fn participant_joined(
-        &self,
-        call: &Call,
-        user: UserId,
-        others: &[UserId],
-    ) -> Result<(), DomainError> {
-        let now = self.clock.now();
-        let since = now - self.policy.rejoin_window;
-        if self
-            .repo
-            .continue_stay(call.id, user, since)
-            .await?
-            .is_none()
-        {
-            self.repo.record_join(call.id, user, now).await?;
+    /// `user` joined `call`'s room now, where `others` already were: the change to record
+    /// (see [`CallService::record_presence`]). A user back within
+    /// [`CallPolicy::rejoin_window`] of leaving (a reconnect), or still recorded in the
+    /// call (a friend call records both users up front), continues that stay.
+    pub fn joined(&self, call: &Call, user: UserId, others: Vec<UserId>) -> PresenceChange {
+        let at = self.clock.now();
+        PresenceChange::Joined {
+            call: call.id,
+            user,
+            others,
+            at,
+            since: at - self.policy.rejoin_window,
         }
-        if !others.is_empty() {
-            let mut everyone: Vec<UserId> = others.to_vec();
-            everyone.push(user);
-            self.repo.link_friends(&everyone, now).await?;
-        }
-        Ok(())
     }
 
-    /// Records that `user` left the call's room.
-    pub async fn participant_left(&self, call: &Call, user: UserId) -> Result<(), DomainError> {
-        self.repo
-            .record_leave(call.id, user, self.clock.now())
-            .await?;
+    /// `user` left `call`'s room (or was removed from it) now: the change to record.
+    pub fn left(&self, call: &Call, user: UserId) -> PresenceChange {
+        PresenceChange::Left {
+            call: call.id,
+            user,
+            at: self.clock.now(),
+        }
+    }
+
+    /// Records joins and leaves (participant rows and friend links) in their order, in one
+    /// transaction: all of them or, on an error, none.
+    pub async fn record_presence(&self, changes: &[PresenceChange]) -> Result<(), DomainError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.repo.record_presence(changes).await?;
         Ok(())
     }
 }

@@ -53,6 +53,8 @@ backend_tests!(
     stays_continue_close_and_list_open,
     link_friends_both_directions_and_refreshes,
     link_friends_large_group_in_batches,
+    record_presence_applies_a_batch_in_order,
+    record_presence_is_all_or_nothing,
     list_friends_orders_and_pages,
     friend_search_is_case_insensitive_and_literal,
     delete_friends_removes_both_directions,
@@ -75,8 +77,8 @@ mod cases {
     };
     use telcall_domain::{
         Call, CallCode, CallId, CallRepository, CallStatsInput, CallStatsRepository, CallStatus,
-        FriendQuery, FriendRepository, HealthCheck, NewCall, ParticipantRepository, RepoError,
-        User, UserId, UserProfile, UserRepository,
+        FriendQuery, FriendRepository, HealthCheck, NewCall, ParticipantRepository,
+        PresenceChange, RepoError, User, UserId, UserProfile, UserRepository,
     };
     use telcall_persistence::SeaStore;
     use telcall_persistence::entity::{call_stats, calls, friend_links, participants, users};
@@ -884,6 +886,107 @@ mod cases {
         store.delete_friends(b.id, &[a.id]).await.unwrap();
         assert!(!store.is_friend(a.id, b.id).await.unwrap());
         assert!(!store.is_friend(b.id, a.id).await.unwrap());
+    }
+
+    fn joined(call: &Call, user: &User, others: &[&User], at: i64, since: i64) -> PresenceChange {
+        PresenceChange::Joined {
+            call: call.id,
+            user: user.id,
+            others: others.iter().map(|u| u.id).collect(),
+            at: t(at),
+            since: t(since),
+        }
+    }
+
+    fn left(call: &Call, user: &User, at: i64) -> PresenceChange {
+        PresenceChange::Left {
+            call: call.id,
+            user: user.id,
+            at: t(at),
+        }
+    }
+
+    async fn link_pairs(store: &SeaStore) -> Vec<(UserId, UserId, DateTime<Utc>)> {
+        let mut pairs: Vec<_> = friend_links::Entity::find()
+            .all(store.connection())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| (UserId::new(l.user_id), UserId::new(l.friend_id), l.last_call_at))
+            .collect();
+        pairs.sort_unstable();
+        pairs
+    }
+
+    /// One batch: Ann joins, Bob joins, Ann drops and reconnects within the window (the
+    /// same stay goes on), Cy joins, Bob leaves. Rows and links are as if written one by one;
+    /// only the joiner is linked with those already there, latest time kept.
+    pub async fn record_presence_applies_a_batch_in_order(store: &SeaStore) {
+        let ann = user(store, 1, "Ann").await;
+        let bob = user(store, 2, "Bob").await;
+        let cy = user(store, 3, "Cy").await;
+        let c = call(store, "c", ann.id).await;
+        store
+            .record_presence(&[
+                joined(&c, &ann, &[], 1_000, 0),
+                joined(&c, &bob, &[&ann], 2_000, 0),
+                left(&c, &ann, 3_000),
+                joined(&c, &ann, &[&bob], 4_000, 3_000),
+                joined(&c, &cy, &[&ann, &bob], 5_000, 0),
+                left(&c, &bob, 6_000),
+            ])
+            .await
+            .unwrap();
+        let stays: Vec<_> = store
+            .list_participants(c.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.user_id, p.joined_at, p.left_at))
+            .collect();
+        assert_eq!(
+            stays,
+            [
+                (ann.id, t(1_000), None),
+                (bob.id, t(2_000), Some(t(6_000))),
+                (cy.id, t(5_000), None),
+            ]
+        );
+        let mut expected = vec![
+            (ann.id, bob.id, t(4_000)),
+            (bob.id, ann.id, t(4_000)),
+            (cy.id, ann.id, t(5_000)),
+            (ann.id, cy.id, t(5_000)),
+            (cy.id, bob.id, t(5_000)),
+            (bob.id, cy.id, t(5_000)),
+        ];
+        expected.sort_unstable();
+        assert_eq!(link_pairs(store).await, expected);
+        // An empty batch is fine.
+        store.record_presence(&[]).await.unwrap();
+    }
+
+    /// A change that cannot be written (a user that does not exist) takes the whole batch
+    /// with it: nothing of it is recorded.
+    pub async fn record_presence_is_all_or_nothing(store: &SeaStore) {
+        let ann = user(store, 1, "Ann").await;
+        let bob = user(store, 2, "Bob").await;
+        let c = call(store, "c", ann.id).await;
+        let ghost = User {
+            id: UserId::new(999),
+            ..bob.clone()
+        };
+        let err = store
+            .record_presence(&[
+                joined(&c, &ann, &[], 1_000, 0),
+                joined(&c, &bob, &[&ann], 2_000, 0),
+                joined(&c, &ghost, &[&ann, &bob], 3_000, 0),
+            ])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RepoError::MissingReference(_)), "{err:?}");
+        assert!(store.list_participants(c.id).await.unwrap().is_empty());
+        assert!(link_pairs(store).await.is_empty());
     }
 
     /// 46 people make 2,070 ordered pairs: more than one insert batch, in one transaction.

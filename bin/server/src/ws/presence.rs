@@ -1,44 +1,39 @@
 //! Recording who was in which call, off the relay path.
 //!
 //! WebSocket sessions report joins and leaves with [`Presence::joined`] / [`Presence::left`],
-//! which only `try_send` into a bounded queue; one background task ([`Presence::spawn_worker`])
-//! writes them to the database in the order they happened (participant rows with join and
-//! leave times, friend links between everyone who shared the call). A database error is
-//! logged and the call goes on; a full queue drops the record with a warning rather than
-//! slow a session down. At shutdown the worker drains what is queued before the pool closes.
+//! which stamp the time and only `try_send` into a bounded queue; one background task
+//! ([`Presence::spawn_worker`]) writes them to the database in the order they happened
+//! (participant rows with join and leave times, friend links between the one who joined and
+//! everyone already there). It takes whatever has queued up while the previous write ran,
+//! up to [`PRESENCE_BATCH`] changes, and writes them in one transaction
+//! ([`CallService::record_presence`]), so a burst of joins costs a few commits, not one
+//! per change. When a batch fails, its changes are written one by one, so one bad change
+//! loses only itself. A database error is logged and the call goes on; a full queue drops
+//! the record with a warning rather than slow a session down. At shutdown the worker
+//! drains what is queued before the pool closes.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use telcall_domain::{Call, CallService, UserId};
+use telcall_domain::{Call, CallService, PresenceChange, UserId};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// How many join/leave records may wait for the database.
 pub const PRESENCE_QUEUE: usize = 16_384;
 
-/// One change to record.
-#[derive(Debug)]
-enum Event {
-    Joined {
-        call: Call,
-        user: UserId,
-        others: Vec<UserId>,
-    },
-    Left {
-        call: Call,
-        user: UserId,
-    },
-}
+/// Most changes written in one transaction.
+pub const PRESENCE_BATCH: usize = 512;
 
 /// The sessions' side of the presence queue. Cheap to clone.
 #[derive(Clone)]
 pub struct Presence {
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<PresenceChange>,
+    calls: CallService,
     worker: Arc<Mutex<Option<Worker>>>,
 }
 
 struct Worker {
-    rx: mpsc::Receiver<Event>,
+    rx: mpsc::Receiver<PresenceChange>,
     calls: CallService,
 }
 
@@ -56,6 +51,7 @@ impl Presence {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         Self {
             tx,
+            calls: calls.clone(),
             worker: Arc::new(Mutex::new(Some(Worker { rx, calls }))),
         }
     }
@@ -73,22 +69,15 @@ impl Presence {
 
     /// `user` joined `call`'s room where `others` already were.
     pub fn joined(&self, call: &Call, user: UserId, others: Vec<UserId>) {
-        self.push(Event::Joined {
-            call: call.clone(),
-            user,
-            others,
-        });
+        self.push(self.calls.joined(call, user, others));
     }
 
     /// `user` left `call`'s room (or was removed from it).
     pub fn left(&self, call: &Call, user: UserId) {
-        self.push(Event::Left {
-            call: call.clone(),
-            user,
-        });
+        self.push(self.calls.left(call, user));
     }
 
-    fn push(&self, event: Event) {
+    fn push(&self, event: PresenceChange) {
         if let Err(e) = self.tx.try_send(event) {
             let event = match &e {
                 mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => ev,
@@ -104,38 +93,50 @@ impl Presence {
 
 impl Worker {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut batch = Vec::with_capacity(PRESENCE_BATCH);
         loop {
             tokio::select! {
                 biased;
-                event = self.rx.recv() => match event {
-                    Some(event) => self.write(event).await,
-                    None => return,
-                },
+                n = self.rx.recv_many(&mut batch, PRESENCE_BATCH) => {
+                    if n == 0 {
+                        return;
+                    }
+                    self.write(&mut batch).await;
+                }
                 () = crate::stopped(&mut shutdown) => break,
             }
         }
-        while let Ok(event) = self.rx.try_recv() {
-            self.write(event).await;
+        loop {
+            while batch.len() < PRESENCE_BATCH
+                && let Ok(change) = self.rx.try_recv()
+            {
+                batch.push(change);
+            }
+            if batch.is_empty() {
+                return;
+            }
+            self.write(&mut batch).await;
         }
     }
 
-    async fn write(&self, event: Event) {
-        let (result, what, call, user) = match &event {
-            Event::Joined { call, user, others } => (
-                self.calls.participant_joined(call, *user, others).await,
-                "join",
-                call,
-                *user,
-            ),
-            Event::Left { call, user } => (
-                self.calls.participant_left(call, *user).await,
-                "leave",
-                call,
-                *user,
-            ),
-        };
-        if let Err(error) = result {
-            tracing::warn!(call = %call.code, user = user.get(), %error, "could not record a participant {what}");
+    /// Writes and empties `batch`: in one transaction, or change by change if that fails.
+    async fn write(&self, batch: &mut Vec<PresenceChange>) {
+        if let Err(error) = self.calls.record_presence(batch).await {
+            if batch.len() > 1 {
+                tracing::debug!(%error, changes = batch.len(), "presence batch failed; writing its changes one by one");
+            }
+            for change in batch.iter() {
+                if batch.len() == 1 {
+                    tracing::warn!(?change, %error, "could not record a participant change");
+                } else if let Err(error) = self
+                    .calls
+                    .record_presence(std::slice::from_ref(change))
+                    .await
+                {
+                    tracing::warn!(?change, %error, "could not record a participant change");
+                }
+            }
         }
+        batch.clear();
     }
 }

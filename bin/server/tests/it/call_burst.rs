@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use telcall_domain::{
     Call, CallCode, CallId, CallPolicy, CallRepository, CallService, CallStats, CallStatsInput,
     CallStatsRepository, CallStatsSummary, CallStatus, Friend, FriendQuery, FriendRepository,
-    HealthCheck, NewCall, Participant, ParticipantRepository, RecordingCallEvents, RepoError,
-    Repositories, User, UserId, UserProfile, UserRepository,
+    HealthCheck, NewCall, Participant, ParticipantRepository, PresenceChange, RecordingCallEvents,
+    RepoError, Repositories, User, UserId, UserProfile, UserRepository,
 };
 use tokio::sync::oneshot;
 
@@ -112,6 +112,9 @@ impl ParticipantRepository for PauseAfterFirstCall {
     }
     async fn has_participated(&self, call: CallId, user: UserId) -> Result<bool, RepoError> {
         self.inner.has_participated(call, user).await
+    }
+    async fn record_presence(&self, changes: &[PresenceChange]) -> Result<(), RepoError> {
+        self.inner.record_presence(changes).await
     }
 }
 

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::{Condition, Expr, ExprTrait, Func, LikeExpr, OnConflict, Query};
 use sea_orm::{
-    ColumnTrait, DbBackend, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, RelationTrait, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, JoinType, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, RelationTrait, TransactionTrait,
 };
 use telcall_domain::{Friend, FriendQuery, FriendRepository, RepoError, User, UserId};
 
@@ -115,6 +115,35 @@ fn dedup(items: &[UserId]) -> Vec<UserId> {
         .collect()
 }
 
+/// Upserts the links `(user, friend, last_call_at)` on `conn`, in the order given (callers
+/// sort them: row locks are then taken in one global order), in statements of at most
+/// [`LINK_BATCH_ROWS`] rows. A pair must not repeat.
+pub(super) async fn upsert_links<C: ConnectionTrait>(
+    conn: &C,
+    pairs: &[(UserId, UserId, DateTime<Utc>)],
+) -> Result<(), RepoError> {
+    let upsert =
+        OnConflict::columns([friend_links::Column::UserId, friend_links::Column::FriendId])
+            .update_column(friend_links::Column::LastCallAt)
+            .to_owned();
+    for chunk in pairs.chunks(LINK_BATCH_ROWS) {
+        let rows = chunk
+            .iter()
+            .map(|&(user, friend, at)| friend_links::ActiveModel {
+                id: NotSet,
+                user_id: Set(user.get()),
+                friend_id: Set(friend.get()),
+                last_call_at: Set(at),
+                created_at: Set(at),
+            });
+        let stmt = friend_links::Entity::insert_many(rows)
+            .on_conflict(upsert.clone())
+            .into_query();
+        run_exec(conn, &stmt).await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl FriendRepository for SeaStore {
     #[tracing::instrument(level = "debug", skip_all, fields(users = users.len()))]
@@ -123,40 +152,20 @@ impl FriendRepository for SeaStore {
         // Rows in one global order, so concurrent upserts of overlapping groups take their
         // row locks in the same order (no deadlock on PostgreSQL).
         users.sort_unstable();
-        let pairs: Vec<friend_links::ActiveModel> = users
+        let pairs: Vec<(UserId, UserId, DateTime<Utc>)> = users
             .iter()
-            .flat_map(|&a| users.iter().filter(move |&&b| b != a).map(move |&b| (a, b)))
-            .map(|(user_id, friend_id)| friend_links::ActiveModel {
-                id: NotSet,
-                user_id: Set(user_id.get()),
-                friend_id: Set(friend_id.get()),
-                last_call_at: Set(at),
-                created_at: Set(at),
+            .flat_map(|&a| {
+                users
+                    .iter()
+                    .filter(move |&&b| b != a)
+                    .map(move |&b| (a, b, at))
             })
             .collect();
-        if pairs.is_empty() {
-            return Ok(());
-        }
-        let upsert =
-            OnConflict::columns([friend_links::Column::UserId, friend_links::Column::FriendId])
-                .update_column(friend_links::Column::LastCallAt)
-                .to_owned();
-        let statements: Vec<_> = pairs
-            .chunks(LINK_BATCH_ROWS)
-            .map(|chunk| {
-                friend_links::Entity::insert_many(chunk.to_vec())
-                    .on_conflict(upsert.clone())
-                    .into_query()
-            })
-            .collect();
-        if let [stmt] = statements.as_slice() {
-            run_exec(&self.db, stmt).await?;
-            return Ok(());
+        if pairs.len() <= LINK_BATCH_ROWS {
+            return upsert_links(&self.db, &pairs).await;
         }
         let txn = self.db.begin().await.repo()?;
-        for stmt in &statements {
-            run_exec(&txn, stmt).await?;
-        }
+        upsert_links(&txn, &pairs).await?;
         txn.commit().await.repo()
     }
 

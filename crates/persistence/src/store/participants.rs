@@ -1,14 +1,23 @@
 //! [`ParticipantRepository`] for [`SeaStore`].
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait};
-use telcall_domain::{Call, CallId, Participant, ParticipantRepository, RepoError, UserId};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    TransactionTrait,
+};
+use telcall_domain::{
+    Call, CallId, Participant, ParticipantRepository, PresenceChange, RepoError, UserId,
+};
 
+use super::friends::upsert_links;
 use super::{SeaStore, no_row, run_all, run_exec, run_one};
 use crate::entity::{calls, participants};
+use crate::error::IntoRepo;
 
 impl From<participants::Model> for Participant {
     fn from(m: participants::Model) -> Self {
@@ -22,6 +31,79 @@ impl From<participants::Model> for Participant {
     }
 }
 
+/// Inserts a new stay of `user` in `call` from `at`.
+async fn record_join_on<C: ConnectionTrait>(
+    conn: &C,
+    call: CallId,
+    user: UserId,
+    at: DateTime<Utc>,
+) -> Result<Participant, RepoError> {
+    let row = participants::ActiveModel {
+        id: NotSet,
+        call_id: Set(call.get()),
+        user_id: Set(user.get()),
+        joined_at: Set(at),
+        left_at: Set(None),
+    };
+    let mut stmt = participants::Entity::insert(row).into_query();
+    stmt.returning_all();
+    run_one::<participants::Model, _, _>(conn, &stmt)
+        .await?
+        .map(Participant::from)
+        .ok_or_else(|| no_row("participant insert"))
+}
+
+/// Sets `left_at` on the user's open stays in the call.
+async fn record_leave_on<C: ConnectionTrait>(
+    conn: &C,
+    call: CallId,
+    user: UserId,
+    at: DateTime<Utc>,
+) -> Result<u64, RepoError> {
+    let stmt = participants::Entity::update_many()
+        .col_expr(participants::Column::LeftAt, Expr::value(Some(at)))
+        .filter(participants::Column::CallId.eq(call.get()))
+        .filter(participants::Column::UserId.eq(user.get()))
+        .filter(participants::Column::LeftAt.is_null())
+        .into_query();
+    run_exec(conn, &stmt).await
+}
+
+/// Continues the user's latest stay when it is open or ended at or after `since`.
+async fn continue_stay_on<C: ConnectionTrait>(
+    conn: &C,
+    call: CallId,
+    user: UserId,
+    since: DateTime<Utc>,
+) -> Result<Option<Participant>, RepoError> {
+    let latest = participants::Entity::find()
+        .filter(participants::Column::CallId.eq(call.get()))
+        .filter(participants::Column::UserId.eq(user.get()))
+        .order_by_desc(participants::Column::Id)
+        .limit(1)
+        .into_query();
+    let Some(latest) = run_one::<participants::Model, _, _>(conn, &latest).await? else {
+        return Ok(None);
+    };
+    if latest.left_at.is_some_and(|left| left < since) {
+        return Ok(None);
+    }
+    if latest.left_at.is_none() {
+        return Ok(Some(latest.into()));
+    }
+    let mut stmt = participants::Entity::update_many()
+        .col_expr(
+            participants::Column::LeftAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(participants::Column::Id.eq(latest.id))
+        .into_query();
+    stmt.returning_all();
+    Ok(run_one::<participants::Model, _, _>(conn, &stmt)
+        .await?
+        .map(Participant::from))
+}
+
 #[async_trait]
 impl ParticipantRepository for SeaStore {
     #[tracing::instrument(level = "debug", skip_all, fields(call = call.get(), user = user.get()))]
@@ -31,19 +113,7 @@ impl ParticipantRepository for SeaStore {
         user: UserId,
         at: DateTime<Utc>,
     ) -> Result<Participant, RepoError> {
-        let row = participants::ActiveModel {
-            id: NotSet,
-            call_id: Set(call.get()),
-            user_id: Set(user.get()),
-            joined_at: Set(at),
-            left_at: Set(None),
-        };
-        let mut stmt = participants::Entity::insert(row).into_query();
-        stmt.returning_all();
-        run_one::<participants::Model, _, _>(&self.db, &stmt)
-            .await?
-            .map(Participant::from)
-            .ok_or_else(|| no_row("participant insert"))
+        record_join_on(&self.db, call, user, at).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(call = call.get(), user = user.get()))]
@@ -53,13 +123,7 @@ impl ParticipantRepository for SeaStore {
         user: UserId,
         at: DateTime<Utc>,
     ) -> Result<u64, RepoError> {
-        let stmt = participants::Entity::update_many()
-            .col_expr(participants::Column::LeftAt, Expr::value(Some(at)))
-            .filter(participants::Column::CallId.eq(call.get()))
-            .filter(participants::Column::UserId.eq(user.get()))
-            .filter(participants::Column::LeftAt.is_null())
-            .into_query();
-        run_exec(&self.db, &stmt).await
+        record_leave_on(&self.db, call, user, at).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(call = call.get(), user = user.get()))]
@@ -69,32 +133,7 @@ impl ParticipantRepository for SeaStore {
         user: UserId,
         since: DateTime<Utc>,
     ) -> Result<Option<Participant>, RepoError> {
-        let latest = participants::Entity::find()
-            .filter(participants::Column::CallId.eq(call.get()))
-            .filter(participants::Column::UserId.eq(user.get()))
-            .order_by_desc(participants::Column::Id)
-            .limit(1)
-            .into_query();
-        let Some(latest) = run_one::<participants::Model, _, _>(&self.db, &latest).await? else {
-            return Ok(None);
-        };
-        if latest.left_at.is_some_and(|left| left < since) {
-            return Ok(None);
-        }
-        if latest.left_at.is_none() {
-            return Ok(Some(latest.into()));
-        }
-        let mut stmt = participants::Entity::update_many()
-            .col_expr(
-                participants::Column::LeftAt,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .filter(participants::Column::Id.eq(latest.id))
-            .into_query();
-        stmt.returning_all();
-        Ok(run_one::<participants::Model, _, _>(&self.db, &stmt)
-            .await?
-            .map(Participant::from))
+        continue_stay_on(&self.db, call, user, since).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(call = call.get()))]
@@ -149,5 +188,46 @@ impl ParticipantRepository for SeaStore {
             .into_iter()
             .map(Participant::from)
             .collect())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(changes = changes.len()))]
+    async fn record_presence(&self, changes: &[PresenceChange]) -> Result<(), RepoError> {
+        let txn = self.db.begin().await.repo()?;
+        // Friend links of the whole batch, deduplicated (latest time wins) and in one
+        // global order: written last, with one upsert.
+        let mut links: BTreeMap<(UserId, UserId), DateTime<Utc>> = BTreeMap::new();
+        for change in changes {
+            match change {
+                PresenceChange::Joined {
+                    call,
+                    user,
+                    others,
+                    at,
+                    since,
+                } => {
+                    if continue_stay_on(&txn, *call, *user, *since)
+                        .await?
+                        .is_none()
+                    {
+                        record_join_on(&txn, *call, *user, *at).await?;
+                    }
+                    for other in others.iter().filter(|o| *o != user) {
+                        for pair in [(*user, *other), (*other, *user)] {
+                            let last = links.entry(pair).or_insert(*at);
+                            *last = (*last).max(*at);
+                        }
+                    }
+                }
+                PresenceChange::Left { call, user, at } => {
+                    record_leave_on(&txn, *call, *user, *at).await?;
+                }
+            }
+        }
+        let pairs: Vec<_> = links
+            .into_iter()
+            .map(|((user, friend), at)| (user, friend, at))
+            .collect();
+        upsert_links(&txn, &pairs).await?;
+        txn.commit().await.repo()
     }
 }
