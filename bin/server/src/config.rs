@@ -26,6 +26,9 @@ pub const DEV_DATABASE_URL: &str = "sqlite://telcall.db?mode=rwc";
 /// Largest value of any `*_SECONDS`-style duration setting: timers further out than that
 /// are a typo, and would overflow the runtime's clock.
 pub const MAX_SECONDS_SETTING: u64 = 365 * 24 * 3600;
+/// Longest `USER_CACHE_SECONDS`: how long a deleted user may stay signed in is meant to be
+/// short.
+pub const MAX_USER_CACHE_SECONDS: u64 = 300;
 /// Shortest `SECRET_KEY` accepted outside development mode, in bytes.
 pub const MIN_SECRET_KEY_BYTES: usize = 32;
 
@@ -279,6 +282,9 @@ pub struct Settings {
     pub connections: ConnectionLimits,
     /// Interval of the expired-call sweeper.
     pub call_sweep_interval: Duration,
+    /// How long a session's user, once read, is used without reading it again (zero: read
+    /// on every request). A deleted user's token keeps working at most this long.
+    pub user_cache: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_timeout: Duration,
     /// Log format.
@@ -717,6 +723,16 @@ impl Settings {
                 request_body_timeout: r.secs("REQUEST_BODY_TIMEOUT_SECONDS", 10)?,
             },
             call_sweep_interval: r.secs("CALL_SWEEP_INTERVAL_SECONDS", 60)?,
+            user_cache: {
+                let secs: u64 = r.parse("USER_CACHE_SECONDS", 5)?;
+                if secs > MAX_USER_CACHE_SECONDS {
+                    return Err(ConfigError::Invalid {
+                        var: "USER_CACHE_SECONDS",
+                        reason: format!("must be at most {MAX_USER_CACHE_SECONDS}"),
+                    });
+                }
+                Duration::from_secs(secs)
+            },
             shutdown_timeout: r.secs("SHUTDOWN_TIMEOUT_SECONDS", 10)?,
             log_format,
         })

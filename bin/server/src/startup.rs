@@ -305,7 +305,11 @@ pub fn build_state(
     // One Bot API client (one base URL, one timeout) for notifications and the bot.
     let bot_api =
         telcall_telegram::BotApi::new(&settings.telegram_api_base, settings.bot_token.clone())?;
-    let users = UserService::new(repo.clone(), clock.clone());
+    let users = UserService::new(repo.clone(), clock.clone()).with_cache(
+        chrono::Duration::from_std(settings.user_cache)
+            .unwrap_or_else(|_| chrono::Duration::zero()),
+        USER_CACHE_CAPACITY,
+    );
     let bot = telcall_telegram::Bot::new(
         bot_api.clone(),
         users.clone(),
@@ -388,6 +392,9 @@ fn metrics_server(state: AppState, listener: TcpListener) -> anyhow::Result<Serv
     .run();
     Ok(server)
 }
+
+/// Most users kept by the session-user cache (`USER_CACHE_SECONDS`).
+const USER_CACHE_CAPACITY: usize = 100_000;
 
 /// How long a client may take to send a request head (actix-web's default).
 const CLIENT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

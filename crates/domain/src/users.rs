@@ -3,7 +3,10 @@
 //! (the user behind a verified session, for every authenticated route and the WebSocket
 //! handshake).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Duration, Utc};
 
 use crate::clock::Clock;
 use crate::entities::{User, UserId, UserProfile};
@@ -35,12 +38,64 @@ pub struct TelegramAccount {
 pub struct UserService {
     repo: Arc<dyn Repositories>,
     clock: Arc<dyn Clock>,
+    cache: Option<Arc<UserCache>>,
+}
+
+/// Users recently found by [`UserService::authenticate`], each kept for a fixed time: a
+/// session's user is then read from storage once per that time, not once per request. The
+/// price, documented with the setting: a user deleted from storage keeps being found, and
+/// a profile changed by another instance is seen, at most that long afterwards.
+struct UserCache {
+    ttl: Duration,
+    capacity: usize,
+    entries: Mutex<HashMap<UserId, (User, DateTime<Utc>)>>,
+}
+
+impl UserCache {
+    fn fresh(&self, id: UserId, now: DateTime<Utc>) -> Option<User> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(&id)
+            .filter(|(_, until)| *until > now)
+            .map(|(user, _)| user.clone())
+    }
+
+    fn put(&self, user: &User, now: DateTime<Utc>) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= self.capacity && !entries.contains_key(&user.id) {
+            entries.retain(|_, (_, until)| *until > now);
+            if entries.len() >= self.capacity {
+                // Every entry is fresh: start over rather than grow (they come back on use).
+                entries.clear();
+            }
+        }
+        entries.insert(user.id, (user.clone(), now + self.ttl));
+    }
 }
 
 impl UserService {
     /// A service over `repo`.
     pub fn new(repo: Arc<dyn Repositories>, clock: Arc<dyn Clock>) -> Self {
-        Self { repo, clock }
+        Self {
+            repo,
+            clock,
+            cache: None,
+        }
+    }
+
+    /// Keeps each user [`UserService::authenticate`] found (and each user signed in) for
+    /// `ttl`, at most `capacity` of them, instead of reading storage on every request. A
+    /// zero `ttl` or `capacity` keeps nothing.
+    #[must_use]
+    pub fn with_cache(mut self, ttl: Duration, capacity: usize) -> Self {
+        self.cache = (ttl > Duration::zero() && capacity > 0).then(|| {
+            Arc::new(UserCache {
+                ttl,
+                capacity,
+                entries: Mutex::new(HashMap::new()),
+            })
+        });
+        self
     }
 
     /// Signs in the person of a verified Telegram `account`: creates their user, or
@@ -64,16 +119,35 @@ impl UserService {
                 .await?
                 .and_then(|u| u.photo_url);
         }
-        Ok(self.repo.upsert_user(&profile, self.clock.now()).await?)
+        let user = self.repo.upsert_user(&profile, self.clock.now()).await?;
+        if let Some(cache) = &self.cache {
+            cache.put(&user, self.clock.now());
+        }
+        Ok(user)
     }
 
     /// The user a verified session or ticket names (`user_id` is its subject):
     /// [`DomainError::UserNotFound`] when that user no longer exists. Used by every
-    /// authenticated route and the WebSocket handshake alike.
+    /// authenticated route and the WebSocket handshake alike. With
+    /// [`UserService::with_cache`], a user found within its time is not read again.
     pub async fn authenticate(&self, user_id: UserId) -> Result<User, DomainError> {
-        self.repo
+        let Some(cache) = &self.cache else {
+            return self
+                .repo
+                .find_user(user_id)
+                .await?
+                .ok_or(DomainError::UserNotFound);
+        };
+        let now = self.clock.now();
+        if let Some(user) = cache.fresh(user_id, now) {
+            return Ok(user);
+        }
+        let user = self
+            .repo
             .find_user(user_id)
             .await?
-            .ok_or(DomainError::UserNotFound)
+            .ok_or(DomainError::UserNotFound)?;
+        cache.put(&user, now);
+        Ok(user)
     }
 }

@@ -77,8 +77,8 @@ mod cases {
     };
     use telcall_domain::{
         Call, CallCode, CallId, CallRepository, CallStatsInput, CallStatsRepository, CallStatus,
-        FriendQuery, FriendRepository, HealthCheck, NewCall, ParticipantRepository,
-        PresenceChange, RepoError, User, UserId, UserProfile, UserRepository,
+        FriendQuery, FriendRepository, HealthCheck, NewCall, ParticipantRepository, PresenceChange,
+        RepoError, User, UserId, UserProfile, UserRepository,
     };
     use telcall_persistence::SeaStore;
     use telcall_persistence::entity::{call_stats, calls, friend_links, participants, users};
@@ -912,7 +912,13 @@ mod cases {
             .await
             .unwrap()
             .into_iter()
-            .map(|l| (UserId::new(l.user_id), UserId::new(l.friend_id), l.last_call_at))
+            .map(|l| {
+                (
+                    UserId::new(l.user_id),
+                    UserId::new(l.friend_id),
+                    l.last_call_at,
+                )
+            })
             .collect();
         pairs.sort_unstable();
         pairs

@@ -645,3 +645,40 @@ async fn logout_clears_the_cookie() {
         .unwrap();
     assert_eq!(resp.status(), 204);
 }
+
+/// The session's user is read from storage at most once per `USER_CACHE_SECONDS`: a user
+/// deleted from the database is still found within that time, and refused after it.
+#[tokio::test]
+async fn a_deleted_user_is_refused_once_the_user_cache_time_has_passed() {
+    use sea_orm::ConnectionTrait as _;
+    use secrecy::ExposeSecret as _;
+
+    for (cache_secs, found_right_after) in [("5", true), ("0", false)] {
+        let app = TestAppBuilder::default()
+            .env("USER_CACHE_SECONDS", cache_secs)
+            .spawn()
+            .await;
+        let ada = app.sign_in(8801, "Ada").await;
+        let read = || async { app.get("/api/friends", &ada).send().await.unwrap() };
+        assert_eq!(read().await.status(), 200);
+
+        let db = sea_orm::Database::connect(app.state.settings.database_url.expose_secret())
+            .await
+            .unwrap();
+        db.execute_unprepared(&format!("DELETE FROM users WHERE id = {}", ada.id))
+            .await
+            .unwrap();
+
+        let resp = read().await;
+        if found_right_after {
+            assert_eq!(resp.status(), 200, "cache {cache_secs}s");
+            app.clock.advance(chrono::Duration::seconds(6));
+            let resp = read().await;
+            assert_eq!(resp.status(), 401);
+            assert_eq!(detail(resp).await, "User not found");
+        } else {
+            assert_eq!(resp.status(), 401, "cache {cache_secs}s");
+            assert_eq!(detail(resp).await, "User not found");
+        }
+    }
+}

@@ -44,6 +44,8 @@ async fn a_call_ending_during_the_handshake_ends_the_room_it_joined() {
     let app = TestAppBuilder::default()
         // Only the handshake reads the clock while the test runs.
         .env("CALL_SWEEP_INTERVAL_SECONDS", "86400")
+        // The session-user cache would read the clock in the handshake too.
+        .env("USER_CACHE_SECONDS", "0")
         .clock(manual, clock.clone())
         .spawn()
         .await;
