@@ -6,12 +6,12 @@
 //! with the socket itself, to an *upgrade service* when one is configured; [`service`] is
 //! ours. It
 //!
-//! 1. gives the request a payload that reads the socket directly ([`Inbound`]: each read
+//! 1. gives the request a payload that reads the socket directly (`Inbound`: each read
 //!    goes through a stack buffer and is copied out at its exact size, so nothing is
 //!    buffered between reads; the session's [`super::frames::FrameReader`] is the only
 //!    buffer, bounded by the message size limit);
 //! 2. runs it through the same actix-web application as every other request (tracing span,
-//!    security headers, rate limits, routing, [`super::connect`]);
+//!    security headers, rate limits, routing, `connect`);
 //! 3. writes the response head, then the response body, which for a `101` is the session's
 //!    hand-off ([`super::outgoing`]), chunk by chunk straight to the socket, without a
 //!    buffer of its own: a client that does not read holds the hand-off's bytes and one
