@@ -121,19 +121,21 @@ impl Worker {
 
     /// Writes and empties `batch`: in one transaction, or change by change if that fails.
     async fn write(&self, batch: &mut Vec<PresenceChange>) {
-        if let Err(error) = self.calls.record_presence(batch).await {
-            if batch.len() > 1 {
-                tracing::debug!(%error, changes = batch.len(), "presence batch failed; writing its changes one by one");
+        match self.calls.record_presence(batch).await {
+            Ok(()) => {}
+            Err(error) if batch.len() == 1 => {
+                tracing::warn!(change = ?batch[0], %error, "could not record a participant change");
             }
-            for change in batch.iter() {
-                if batch.len() == 1 {
-                    tracing::warn!(?change, %error, "could not record a participant change");
-                } else if let Err(error) = self
-                    .calls
-                    .record_presence(std::slice::from_ref(change))
-                    .await
-                {
-                    tracing::warn!(?change, %error, "could not record a participant change");
+            Err(error) => {
+                tracing::debug!(%error, changes = batch.len(), "presence batch failed; writing its changes one by one");
+                for change in batch.iter() {
+                    if let Err(error) = self
+                        .calls
+                        .record_presence(std::slice::from_ref(change))
+                        .await
+                    {
+                        tracing::warn!(?change, %error, "could not record a participant change");
+                    }
                 }
             }
         }

@@ -3,28 +3,15 @@
 //! connections past `MAX_CONNECTIONS_PER_IP` or `MAX_CONNECTIONS` are refused when
 //! accepted; `/health` keeps answering while many stalled requests are open.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::common::{TestApp, TestAppBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 /// Longest any test here waits for the server to do something; far above the deadlines
 /// the tests configure, so only a server that never acts makes it expire.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-/// A TCP connection to the app leaving from `local_ip`.
-async fn connect_from(app: &TestApp, local_ip: &str) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket
-        .bind(SocketAddr::new(local_ip.parse().unwrap(), 0))
-        .unwrap();
-    socket
-        .connect(SocketAddr::from(([127, 0, 0, 1], app.port)))
-        .await
-        .unwrap()
-}
 
 /// Sends `head` (complete headers) plus `body_start`, then nothing more.
 async fn stalled_request(
@@ -33,7 +20,7 @@ async fn stalled_request(
     head: &str,
     body_start: &[u8],
 ) -> TcpStream {
-    let mut stream = connect_from(app, local_ip).await;
+    let mut stream = app.connect_from(local_ip).await;
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(body_start).await.unwrap();
     stream
@@ -229,7 +216,7 @@ async fn connections_past_the_per_address_cap_are_refused_while_others_are_serve
     wait_for_open_connections(&app, 5).await;
 
     // The sixth from the same address is refused before any HTTP is read.
-    let mut refused = connect_from(&app, "127.0.0.1").await;
+    let mut refused = app.connect_from("127.0.0.1").await;
     let answer = read_until_closed(&mut refused)
         .await
         .expect("the refused connection was left open");
@@ -280,7 +267,7 @@ async fn connections_past_the_total_cap_are_refused() {
         stalled.push(stalled_request(&app, &format!("127.0.0.{i}"), &head, b"{").await);
     }
     wait_for_open_connections(&app, 4).await;
-    let mut refused = connect_from(&app, "127.0.0.9").await;
+    let mut refused = app.connect_from("127.0.0.9").await;
     let answer = read_until_closed(&mut refused)
         .await
         .expect("the refused connection was left open");

@@ -3,27 +3,15 @@
 //! and stops counting when it closes, bytes sent together with the handshake are read, and
 //! a client's close ends the TCP connection.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::common::{TestApp, TestAppBuilder, TestUser};
 
 /// Longest any read here waits.
 const PATIENCE: Duration = Duration::from_secs(15);
-
-async fn connect_from(app: &TestApp, local_ip: &str) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket
-        .bind(SocketAddr::new(local_ip.parse().unwrap(), 0))
-        .unwrap();
-    socket
-        .connect(SocketAddr::from(([127, 0, 0, 1], app.port)))
-        .await
-        .unwrap()
-}
 
 fn handshake(call: &str, user: &TestUser) -> String {
     format!(
@@ -66,7 +54,7 @@ async fn read_until(stream: &mut TcpStream, needle: &str) -> String {
 }
 
 async fn open_socket(app: &TestApp, from: &str, call: &str, user: &TestUser) -> TcpStream {
-    let mut stream = connect_from(app, from).await;
+    let mut stream = app.connect_from(from).await;
     stream
         .write_all(handshake(call, user).as_bytes())
         .await
@@ -90,7 +78,7 @@ async fn an_open_websocket_counts_against_the_address_cap_until_it_closes() {
     // Well after both handshakes: the upgraded connections are still counted.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let mut third = connect_from(&app, "127.0.0.7").await;
+    let mut third = app.connect_from("127.0.0.7").await;
     third
         .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
@@ -127,7 +115,7 @@ async fn a_frame_sent_together_with_the_handshake_is_read() {
     let app = TestAppBuilder::default().spawn().await;
     let ada = app.sign_in(7311, "Ada").await;
     let call = app.new_call(&ada).await;
-    let mut stream = connect_from(&app, "127.0.0.1").await;
+    let mut stream = app.connect_from("127.0.0.1").await;
     let mut bytes = handshake(&call, &ada).into_bytes();
     bytes.extend(client_frame(0x1, b"not json"));
     stream.write_all(&bytes).await.unwrap();

@@ -304,6 +304,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A raw TCP connection to the app leaving from `local_ip`.
+    pub async fn connect_from(&self, local_ip: &str) -> tokio::net::TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(std::net::SocketAddr::new(local_ip.parse().unwrap(), 0))
+            .unwrap();
+        socket
+            .connect(std::net::SocketAddr::from(([127, 0, 0, 1], self.port)))
+            .await
+            .unwrap()
+    }
+
     /// `POST /auth/telegram` with this raw initData, as the Mini App sends it.
     pub async fn post_init_data(&self, init_data: &str) -> reqwest::Response {
         self.client
