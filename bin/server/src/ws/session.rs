@@ -258,14 +258,11 @@ impl Session {
         let user_id = handle.user().id;
         let code = call.code.as_str();
 
-        // The handshake checked the call before the join: had it ended in between, its room
-        // was closed without this connection, which would now sit alone in a fresh room of
-        // an ended call. Checked again now that the connection is in the room: an end
-        // stored before this read is seen here, one stored after it closes the room later.
-        let ended = !still_joinable(&calls, &hub, &call.code).await;
-
         // A replacing connection is the same stay in the call: nothing new to record.
-        if !replaced && !ended {
+        // Otherwise the stay is recorded even if the call turns out to have ended (below):
+        // the others in the room were already told this user joined, and the leave that
+        // follows closes the stay.
+        if !replaced {
             let others = hub
                 .room_participants(code)
                 .into_iter()
@@ -274,6 +271,13 @@ impl Session {
                 .collect();
             presence.joined(&call, user_id, others);
         }
+
+        // The handshake checked the call before the join: had it ended in between, its room
+        // was closed without this connection, which would now sit alone in a fresh room of
+        // an ended call. Checked again now that the connection is in the room: an end
+        // stored before this read is seen here (and ends the room), one stored after it
+        // closes the room later.
+        end_room_if_over(&calls, &hub, &call.code).await;
 
         let started = Instant::now();
 
@@ -361,14 +365,14 @@ impl Session {
     }
 }
 
-/// Whether the call of `code` may still be joined; if not, its room is ended (everyone in
-/// it gets `call_ended`, then a close). A storage error is logged and counts as joinable.
-async fn still_joinable(calls: &CallService, hub: &Hub, code: &CallCode) -> bool {
+/// Ends the room of `code` if its call can no longer be joined (everyone in it gets
+/// `call_ended`, then a close). A storage error is logged and leaves the room as it is.
+async fn end_room_if_over(calls: &CallService, hub: &Hub, code: &CallCode) {
     let reason = match calls.joinable_call(code).await {
-        Ok(_) => return true,
+        Ok(_) => return,
         Err(DomainError::Storage(error)) => {
             tracing::warn!(%error, "could not check the call again after the join");
-            return true;
+            return;
         }
         Err(DomainError::CallExpired) => telcall_domain::EndReason::Expired,
         Err(_) => telcall_domain::EndReason::Ended,
@@ -376,7 +380,6 @@ async fn still_joinable(calls: &CallService, hub: &Hub, code: &CallCode) -> bool
     let reason = crate::events::wire_reason(reason);
     tracing::info!(%reason, "the call ended during the handshake; ending its room");
     hub.end_room(code.as_str(), reason);
-    false
 }
 
 /// The loop's state.

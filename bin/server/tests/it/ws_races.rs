@@ -81,6 +81,58 @@ async fn a_call_ending_during_the_handshake_ends_the_room_it_joined() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn a_person_in_the_room_when_the_call_ends_during_their_handshake_is_recorded() {
+    let manual = Arc::new(ManualClock::new(Utc::now()));
+    let clock = Arc::new(JumpClock {
+        inner: manual.clone(),
+        jump: Mutex::new(None),
+    });
+    let app = TestAppBuilder::default()
+        .env("CALL_SWEEP_INTERVAL_SECONDS", "86400")
+        .env("USER_CACHE_SECONDS", "0")
+        .clock(manual, clock.clone())
+        .spawn()
+        .await;
+    let ada = app.sign_in(9201, "Ada").await;
+    let bob = app.sign_in(9202, "Bob").await;
+    let call = app.new_call(&ada).await;
+    let mut a = app.ws(&call).token(&ada.token).connect().await;
+    a.expect("call_metadata").await;
+    wait_for_rows(&app, &call, |rows| rows.len() == 1).await;
+
+    // Bob's handshake sees the call active; by the session's second look it is over. In
+    // between Bob was in the room: Ada was told he joined.
+    clock.jump_after_next_reading(chrono::Duration::hours(25));
+    let mut b = app.ws(&call).token(&bob.token).connect().await;
+    b.expect("call_metadata").await;
+    let joined = a.expect("user_joined").await;
+    assert_eq!(user_id(&joined["user"]), bob.id);
+    for client in [&mut a, &mut b] {
+        let (messages, ending) = client.read_to_end().await;
+        assert_eq!(
+            messages.last(),
+            Some(&json!({"type": "call_ended", "reason": "expired"})),
+            "{messages:?}"
+        );
+        assert_eq!(
+            ending,
+            Ending::Close(1000, "Call has ended. Please create a new call.".into())
+        );
+    }
+    // Both stays are recorded, and both are closed.
+    let rows = wait_for_rows(&app, &call, |rows| {
+        rows.len() == 2 && rows.iter().all(|r| r.left_at.is_some())
+    })
+    .await;
+    let mut users: Vec<i64> = rows.iter().map(|r| r.user_id.get()).collect();
+    users.sort_unstable();
+    let mut expected = vec![ada.id, bob.id];
+    expected.sort_unstable();
+    assert_eq!(users, expected);
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cut_off_connection_leaves_at_once_and_its_user_can_come_back() {
     // The race of a cut-off connection replaced before its session noticed is covered by
