@@ -246,6 +246,12 @@ impl CallService {
         }
     }
 
+    /// Whether `call`, as read, is due to finish now: active but past its expiry or the
+    /// duration cap. Reads the clock only; [`CallService::joinable_call`] then stores it.
+    pub fn is_overdue(&self, call: &Call) -> bool {
+        call.status == CallStatus::Active && self.policy.overdue(call, self.clock.now()).is_some()
+    }
+
     /// Ends a call on behalf of `user`, who must be its organizer. A call that had
     /// expired is returned as `expired`; one no longer active is refused.
     pub async fn end_call(&self, user: UserId, code: &CallCode) -> Result<Call, DomainError> {

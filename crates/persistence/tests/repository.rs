@@ -55,6 +55,7 @@ backend_tests!(
     link_friends_large_group_in_batches,
     record_presence_applies_a_batch_in_order,
     record_presence_is_all_or_nothing,
+    record_presence_holds_against_concurrent_writes,
     list_friends_orders_and_pages,
     friend_search_is_case_insensitive_and_literal,
     delete_friends_removes_both_directions,
@@ -927,6 +928,58 @@ mod cases {
     /// One batch: Ann joins, Bob joins, Ann drops and reconnects within the window (the
     /// same stay goes on), Cy joins, Bob leaves. Rows and links are as if written one by one;
     /// only the joiner is linked with those already there, latest time kept.
+    /// A presence batch reads (is there a stay to continue?) before it writes; other writes
+    /// to the same tables commit meanwhile (a call ending closes its open stays). No batch
+    /// may fail for that: on SQLite a read-then-write transaction must take the write lock
+    /// up front, or it fails with SQLITE_BUSY_SNAPSHOT ("database is locked").
+    pub async fn record_presence_holds_against_concurrent_writes(store: &SeaStore) {
+        let ann = user(store, 1, "Ann").await;
+        let bob = user(store, 2, "Bob").await;
+        let c = call(store, "c", ann.id).await;
+        let rounds = 150_i64;
+        let batches = {
+            let store = store.clone();
+            let (c, ann, bob) = (c.clone(), ann.clone(), bob.clone());
+            tokio::spawn(async move {
+                let mut failed = Vec::new();
+                for i in 0..rounds {
+                    let at = 10 * i;
+                    let batch = [
+                        joined(&c, &ann, &[], at, at),
+                        joined(&c, &bob, &[&ann], at + 1, at),
+                        left(&c, &bob, at + 2),
+                    ];
+                    if let Err(e) = store.record_presence(&batch).await {
+                        failed.push(e.to_string());
+                    }
+                }
+                failed
+            })
+        };
+        let closer = {
+            let store = store.clone();
+            let c = c.clone();
+            tokio::spawn(async move {
+                for i in 0..rounds {
+                    store.close_open_stays(c.id, t(10 * i + 5)).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        closer.await.unwrap();
+        let failed = batches.await.unwrap();
+        assert!(
+            failed.is_empty(),
+            "{} batches failed: {:?}",
+            failed.len(),
+            failed.first()
+        );
+        assert!(
+            store.is_friend(bob.id, ann.id).await.unwrap(),
+            "the batches' friend links are stored"
+        );
+    }
+
     pub async fn record_presence_applies_a_batch_in_order(store: &SeaStore) {
         let ann = user(store, 1, "Ann").await;
         let bob = user(store, 2, "Bob").await;

@@ -57,4 +57,13 @@ pub enum JoinError {
     /// [`close::GOING_AWAY`](crate::close::GOING_AWAY).
     #[error("Server is shutting down")]
     ShuttingDown,
+    /// The room's call ended lately ([`Hub::end_room`](crate::Hub::end_room), here or on
+    /// another instance) with this `call_ended` reason: close with
+    /// [`close::CALL_NOT_AVAILABLE`](crate::close::CALL_NOT_AVAILABLE), as a handshake that
+    /// read the ended call would.
+    #[error("Call has ended ({reason})")]
+    Ended {
+        /// The `call_ended` reason (`ended`, `expired`, ...).
+        reason: String,
+    },
 }

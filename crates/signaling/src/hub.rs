@@ -11,8 +11,15 @@
 //! - the **endpoints**: per room the queues of this instance's connections, used only to
 //!   deliver [`RoomEvent`]s that come back from the [`Broker`].
 //!
-//! Lock order is roster shard → endpoint shard → a connection's own close slot, never the
-//! reverse, so a broker may deliver synchronously from inside `publish`.
+//! - the **tombstones**: rooms ended lately (by [`Hub::end_room`] here or on another
+//!   instance), each with its end reason, kept for [`TOMBSTONE_TTL`]. A join into one is
+//!   refused ([`JoinError::Ended`]), so a handshake that read its call as active just before
+//!   the call ended cannot open a fresh room of an ended call: the end's delivery and the
+//!   join's endpoint insertion are ordered by the endpoint shard's lock, and whichever comes
+//!   second sees the other.
+//!
+//! Lock order is roster shard → endpoint shard → tombstone shard → a connection's own close
+//! slot, never the reverse, so a broker may deliver synchronously from inside `publish`.
 //!
 //! # Back-pressure
 //!
@@ -30,11 +37,12 @@
 //! rooms of this hub; one more join is refused with [`JoinError::TooManyConnections`]. A
 //! connection replacing the same user's older one in the same room does not count twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::value::RawValue;
@@ -62,6 +70,13 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 8;
 pub const MIN_OUTBOUND_CAPACITY: usize = 4;
 /// Number of shards of each map.
 const SHARDS: usize = 16;
+
+/// How long an ended room is remembered, refusing joins ([`JoinError::Ended`]). Past it the
+/// call's stored status refuses them (the handshake reads it before joining).
+pub const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
+
+/// Most ended rooms remembered per shard (the oldest are forgotten first).
+const TOMBSTONES_PER_SHARD: usize = 4096;
 
 /// Settings of a [`Hub`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -459,6 +474,40 @@ impl Room {
 
 type Endpoints = HashMap<UserId, Arc<Conn>>;
 
+/// Rooms ended lately (one shard's worth), with their end reasons, oldest first.
+#[derive(Default)]
+struct Tombstones {
+    ended: HashMap<Arc<str>, (Arc<str>, Instant)>,
+    order: VecDeque<(Instant, Arc<str>)>,
+}
+
+impl Tombstones {
+    /// The end reason of `room`, if it ended less than [`TOMBSTONE_TTL`] ago.
+    fn reason(&self, room: &str, now: Instant) -> Option<Arc<str>> {
+        self.ended
+            .get(room)
+            .filter(|(_, at)| now.duration_since(*at) < TOMBSTONE_TTL)
+            .map(|(reason, _)| reason.clone())
+    }
+
+    /// Remembers that `room` ended with `reason`, forgetting what is too old or too many.
+    fn insert(&mut self, room: Arc<str>, reason: &str, now: Instant) {
+        self.ended.insert(room.clone(), (Arc::from(reason), now));
+        self.order.push_back((now, room));
+        while let Some((at, oldest)) = self.order.front() {
+            let stale = now.duration_since(*at) >= TOMBSTONE_TTL;
+            if !stale && self.ended.len() <= TOMBSTONES_PER_SHARD {
+                break;
+            }
+            // A room ended twice has a newer entry further back: keep the map's one.
+            if self.ended.get(oldest).is_some_and(|(_, t)| t == at) {
+                self.ended.remove(oldest);
+            }
+            self.order.pop_front();
+        }
+    }
+}
+
 /// A map split into independently locked shards by key hash.
 struct Shards<T> {
     hasher: std::hash::RandomState,
@@ -501,6 +550,8 @@ struct HubInner {
     config: HubConfig,
     rooms: Shards<HashMap<Arc<str>, Room>>,
     endpoints: Shards<HashMap<Arc<str>, Endpoints>>,
+    /// Rooms ended lately; locked only inside an endpoint shard's lock or alone.
+    tombstones: Shards<Tombstones>,
     /// Per user, how many connections they hold across rooms (users with none are absent).
     users: Shards<HashMap<UserId, usize>>,
     broker: Arc<dyn Broker>,
@@ -550,6 +601,7 @@ impl Hub {
             config,
             rooms: Shards::new(),
             endpoints: Shards::new(),
+            tombstones: Shards::new(),
             users: Shards::new(),
             broker,
             clock,
@@ -583,6 +635,11 @@ impl Hub {
         let mut rooms = inner.rooms.lock(room);
         if inner.shutting_down.load(Ordering::Acquire) {
             return Err(JoinError::ShuttingDown);
+        }
+        if let Some(reason) = inner.tombstones.lock(room).reason(room, Instant::now()) {
+            return Err(JoinError::Ended {
+                reason: reason.to_string(),
+            });
         }
         let (present, previous) = match rooms.get(room) {
             Some(r) => (r.members.len(), r.members.get(&user.id).cloned()),
@@ -657,13 +714,27 @@ impl Hub {
             inner.counters.connections.fetch_add(1, Ordering::Relaxed);
         }
         entry.members.insert(user_id, conn.clone());
-        // Replaces the old connection's endpoint, if any.
-        inner
-            .endpoints
-            .lock(room)
-            .entry(entry.code.clone())
-            .or_default()
-            .insert(user_id, conn.clone());
+        // Replaces the old connection's endpoint, if any. An end delivered from another
+        // instance since the check above (it holds no roster lock) has left a tombstone:
+        // this connection then ends as the room's other members did.
+        let ended = {
+            let mut endpoints = inner.endpoints.lock(room);
+            let ended = inner.tombstones.lock(room).reason(room, Instant::now());
+            if ended.is_none() {
+                endpoints
+                    .entry(entry.code.clone())
+                    .or_default()
+                    .insert(user_id, conn.clone());
+            }
+            ended
+        };
+        if let Some(reason) = ended {
+            let frame = ServerMessage::CallEnded {
+                reason: reason.to_string(),
+            }
+            .to_frame();
+            conn.finish(frame, close::NORMAL, close::REASON_CALL_ENDED);
+        }
 
         let code = entry.code.clone();
         let room_start_time = entry.started_at;
@@ -814,6 +885,9 @@ impl Hub {
 
     /// Ends a call: every connection in `room` gets `call_ended` with `reason` and then
     /// `Close { code: 1000 }`, and the room is removed (on every instance, via the broker).
+    ///
+    /// The room is remembered as ended for [`TOMBSTONE_TTL`]: joins into it are refused with
+    /// [`JoinError::Ended`].
     ///
     /// Returns the local participants who were removed, in join order (persist their leave
     /// time: their later [`Hub::leave`] returns `false`).
@@ -1073,7 +1147,14 @@ impl RoomEventSink for HubInner {
                 }
             }
             RoomEvent::EndRoom { room, reason } => {
-                let Some(room_endpoints) = self.endpoints.lock(room).remove(&**room) else {
+                let removed = {
+                    let mut endpoints = self.endpoints.lock(room);
+                    self.tombstones
+                        .lock(room)
+                        .insert(room.clone(), reason, Instant::now());
+                    endpoints.remove(&**room)
+                };
+                let Some(room_endpoints) = removed else {
                     return;
                 };
                 let frame = ServerMessage::CallEnded {

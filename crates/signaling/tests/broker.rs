@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use telcall_signaling::{
-    Broker, Hub, HubConfig, Outbound, RelayOutcome, RoomEvent, RoomEventSink, SignalingUser,
-    UserId, close,
+    Broker, Hub, HubConfig, JoinError, Outbound, RelayOutcome, RoomEvent, RoomEventSink,
+    SignalingUser, UserId, close,
 };
 
 /// A broker that records what the hub publishes, delivers it locally like `LocalBroker`,
@@ -16,6 +16,9 @@ struct RecordingBroker {
     published: Mutex<Vec<RoomEvent>>,
     opened: Mutex<Vec<String>>,
     closed: Mutex<Vec<String>>,
+    /// A room whose end "arrives from another instance" while a join into it is under way
+    /// (when the hub asks for the room's remote members, between its checks and its insert).
+    end_during_join: Mutex<Option<String>>,
 }
 
 impl RecordingBroker {
@@ -46,6 +49,13 @@ impl Broker for RecordingBroker {
     }
 
     fn remote_members(&self, room: &str) -> Vec<SignalingUser> {
+        let ending = self.end_during_join.lock().unwrap().take_if(|r| r == room);
+        if let Some(room) = ending {
+            self.deliver_from_remote(&RoomEvent::EndRoom {
+                room: room.into(),
+                reason: "ended".into(),
+            });
+        }
         if room == "m" {
             vec![SignalingUser::with_id(UserId::new(99))]
         } else {
@@ -231,4 +241,48 @@ fn remote_members_are_in_the_snapshot_and_a_replacement_elsewhere_closes_with_44
     sink.replaced_elsewhere("m", UserId::new(5));
     sink.replaced_elsewhere("nowhere", UserId::new(2));
     assert_eq!(hub.stats().connections, 1);
+}
+
+#[test]
+fn an_end_delivered_from_another_instance_refuses_later_joins() {
+    let broker = Arc::new(RecordingBroker::default());
+    let hub = Hub::with_broker(HubConfig::default(), broker.clone());
+    // The call ended on another instance; this one had nobody in it.
+    broker.deliver_from_remote(&RoomEvent::EndRoom {
+        room: "gone".into(),
+        reason: "expired".into(),
+    });
+    assert_eq!(
+        hub.join("gone", SignalingUser::with_id(UserId::new(1)))
+            .err(),
+        Some(JoinError::Ended {
+            reason: "expired".into()
+        })
+    );
+    assert_eq!((hub.stats().rooms, hub.stats().connections), (0, 0));
+    assert_eq!(hub.user_connections(UserId::new(1)), 0);
+    assert!(broker.opened.lock().unwrap().is_empty(), "no room opened");
+}
+
+#[test]
+fn an_end_delivered_while_a_join_is_under_way_ends_that_connection() {
+    let broker = Arc::new(RecordingBroker::default());
+    let hub = Hub::with_broker(HubConfig::default(), broker.clone());
+    *broker.end_during_join.lock().unwrap() = Some("racing".into());
+    let mut joined = hub
+        .join("racing", SignalingUser::with_id(UserId::new(1)))
+        .unwrap();
+    // It ends as the room's members did: call_ended, then the normal close.
+    let texts = drain_texts(&mut joined.outbox);
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    assert!(texts[0].contains("call_metadata"), "{texts:?}");
+    assert_eq!(texts[1], r#"{"type":"call_ended","reason":"ended"}"#);
+    assert_eq!(texts[2], format!("close {}", close::NORMAL));
+    // Its transport then leaves, and the room is gone for good.
+    hub.leave(&joined.handle);
+    assert_eq!((hub.stats().rooms, hub.stats().connections), (0, 0));
+    assert!(matches!(
+        hub.join("racing", SignalingUser::with_id(UserId::new(2))),
+        Err(JoinError::Ended { .. })
+    ));
 }

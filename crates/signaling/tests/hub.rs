@@ -463,9 +463,19 @@ fn end_room_sends_call_ended_then_close_and_removes_the_room() {
     assert!(hub.room_participants(ROOM).is_empty());
     assert!(hub.end_room("no-such-room", EndReason::Ended).is_empty());
 
-    // A new join after the end starts a fresh room.
-    let mut again = join(&hub, 1);
-    assert_eq!(types(&texts(&mut again.outbox)), ["call_metadata"]);
+    // The ended room is not opened again: a join (a handshake that read the call just
+    // before it ended) is refused with the end's reason.
+    assert_eq!(
+        hub.join(ROOM, user(1)).err(),
+        Some(JoinError::Ended {
+            reason: reason.to_string()
+        })
+    );
+    assert_eq!(hub.stats().connections, 1);
+    assert_eq!(hub.user_connections(UserId::new(1)), 0);
+    // Other rooms are joined as before.
+    let mut third = hub.join("third", user(1)).unwrap();
+    assert_eq!(types(&texts(&mut third.outbox)), ["call_metadata"]);
 }
 
 #[tokio::test]
@@ -720,7 +730,7 @@ fn a_stale_leave_tells_replaced_from_removed() {
         assert!(!hub.leave(handle));
         assert!(!handle.is_replaced());
     }
-    let c = join(&hub, 3);
+    let c = hub.join("another", user(3)).unwrap();
     hub.close_all(close::GOING_AWAY, close::REASON_SHUTDOWN);
     assert!(!hub.leave(&c.handle));
     assert!(!c.handle.is_replaced());

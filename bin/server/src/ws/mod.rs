@@ -341,6 +341,14 @@ async fn start(state: &AppState, admitted: Admitted, socket: outgoing::Outgoing,
                     close::REASON_TOO_MANY_CONNECTIONS,
                 ),
                 JoinError::ShuttingDown => Refusal::new(close::GOING_AWAY, close::REASON_SHUTDOWN),
+                JoinError::Ended { reason } => Refusal::new(
+                    close::CALL_NOT_AVAILABLE,
+                    if reason == telcall_signaling::EndReason::Expired.to_string() {
+                        close::REASON_CALL_EXPIRED
+                    } else {
+                        close::REASON_CALL_ENDED
+                    },
+                ),
             };
             tracing::info!(
                 call = %call.code,

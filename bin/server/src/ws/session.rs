@@ -272,12 +272,14 @@ impl Session {
             presence.joined(&call, user_id, others);
         }
 
-        // The handshake checked the call before the join: had it ended in between, its room
-        // was closed without this connection, which would now sit alone in a fresh room of
-        // an ended call. Checked again now that the connection is in the room: an end
-        // stored before this read is seen here (and ends the room), one stored after it
-        // closes the room later.
-        end_room_if_over(&calls, &hub, &call.code).await;
+        // The handshake checked the call before the join. An end stored in between (by a
+        // person, the sweeper or the active-call limit, here or on another instance) ended
+        // the room, and the hub refused or closed this join. Expiry and the duration cap
+        // come with time, not with an end: checked again on the clock now that the
+        // connection is in the room, and stored (ending the room) when due.
+        if calls.is_overdue(&call) {
+            end_room_if_over(&calls, &hub, &call.code).await;
+        }
 
         let started = Instant::now();
 

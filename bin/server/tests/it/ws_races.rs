@@ -99,6 +99,9 @@ async fn a_person_in_the_room_when_the_call_ends_during_their_handshake_is_recor
     let call = app.new_call(&ada).await;
     let mut a = app.ws(&call).token(&ada.token).connect().await;
     a.expect("call_metadata").await;
+    // Answered once Ada's session is past its own look at the clock after the join.
+    a.send_text("barrier").await;
+    a.expect_error("Invalid JSON").await;
     wait_for_rows(&app, &call, |rows| rows.len() == 1).await;
 
     // Bob's handshake sees the call active; by the session's second look it is over. In

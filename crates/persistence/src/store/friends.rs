@@ -8,7 +8,7 @@ use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::{Condition, Expr, ExprTrait, Func, LikeExpr, OnConflict, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, JoinType, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, RelationTrait, TransactionTrait,
+    QueryOrder, QuerySelect, QueryTrait, RelationTrait,
 };
 use telcall_domain::{Friend, FriendQuery, FriendRepository, RepoError, User, UserId};
 
@@ -164,7 +164,7 @@ impl FriendRepository for SeaStore {
         if pairs.len() <= LINK_BATCH_ROWS {
             return upsert_links(&self.db, &pairs).await;
         }
-        let txn = self.db.begin().await.repo()?;
+        let txn = super::begin_write(&self.db).await?;
         upsert_links(&txn, &pairs).await?;
         txn.commit().await.repo()
     }

@@ -12,7 +12,10 @@ mod stats;
 mod users;
 
 use async_trait::async_trait;
-use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, StatementBuilder};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, FromQueryResult,
+    SqliteTransactionMode, StatementBuilder, TransactionOptions, TransactionTrait,
+};
 use telcall_domain::{HealthCheck, RepoError};
 
 use crate::connect::{self, DbOptions};
@@ -118,6 +121,20 @@ where
         .await
         .map(|r| r.rows_affected())
         .repo()
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock at `BEGIN`
+/// (`BEGIN IMMEDIATE`, waiting up to the busy timeout): a deferred transaction that reads
+/// first fails with `SQLITE_BUSY_SNAPSHOT` ("database is locked", not retried by the busy
+/// timeout) when another connection commits a write between its read and its first write.
+/// Elsewhere an ordinary `BEGIN`.
+async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, RepoError> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
+    .repo()
 }
 
 /// A write with `RETURNING` gave no row: cannot happen for the statements used here.

@@ -8,7 +8,6 @@ use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    TransactionTrait,
 };
 use telcall_domain::{
     Call, CallId, Participant, ParticipantRepository, PresenceChange, RepoError, UserId,
@@ -192,7 +191,7 @@ impl ParticipantRepository for SeaStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(changes = changes.len()))]
     async fn record_presence(&self, changes: &[PresenceChange]) -> Result<(), RepoError> {
-        let txn = self.db.begin().await.repo()?;
+        let txn = super::begin_write(&self.db).await?;
         // Friend links of the whole batch, deduplicated (latest time wins) and in one
         // global order: written last, with one upsert.
         let mut links: BTreeMap<(UserId, UserId), DateTime<Utc>> = BTreeMap::new();

@@ -328,11 +328,18 @@ pub async fn wait_for_rows(
     call: &str,
     done: impl Fn(&[Participant]) -> bool,
 ) -> Vec<Participant> {
-    eventually("participant rows reach the expected state", || async {
+    let deadline = tokio::time::Instant::now() + RECORD_DEADLINE;
+    loop {
         let rows = participants(app, call).await;
-        done(&rows).then_some(rows)
-    })
-    .await
+        if done(&rows) {
+            return rows;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "participant rows never reached the expected state; last seen: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The `id` of a `user`/`from_user` object in a message.
