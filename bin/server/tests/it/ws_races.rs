@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::TestAppBuilder;
 use crate::common::ws::{Ending, user_id, wait_for_rows};
+use crate::common::{TestApp, TestAppBuilder};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use telcall_domain::{CallCode, CallStatus, Clock, ManualClock};
@@ -34,21 +34,27 @@ impl Clock for JumpClock {
     }
 }
 
-#[tokio::test]
-async fn a_call_ending_during_the_handshake_ends_the_room_it_joined() {
+/// An app on a [`JumpClock`], where only connections read the clock while a test runs.
+async fn app_with_jump_clock() -> (TestApp, Arc<JumpClock>) {
     let manual = Arc::new(ManualClock::new(Utc::now()));
     let clock = Arc::new(JumpClock {
         inner: manual.clone(),
         jump: Mutex::new(None),
     });
     let app = TestAppBuilder::default()
-        // Only the handshake reads the clock while the test runs.
+        // No sweep reads the clock while the test runs.
         .env("CALL_SWEEP_INTERVAL_SECONDS", "86400")
         // The session-user cache would read the clock in the handshake too.
         .env("USER_CACHE_SECONDS", "0")
         .clock(manual, clock.clone())
         .spawn()
         .await;
+    (app, clock)
+}
+
+#[tokio::test]
+async fn a_call_ending_during_the_handshake_ends_the_room_it_joined() {
+    let (app, clock) = app_with_jump_clock().await;
     let ada = app.sign_in(9101, "Ada").await;
     let call = app.new_call(&ada).await;
 
@@ -83,17 +89,7 @@ async fn a_call_ending_during_the_handshake_ends_the_room_it_joined() {
 
 #[tokio::test]
 async fn a_person_in_the_room_when_the_call_ends_during_their_handshake_is_recorded() {
-    let manual = Arc::new(ManualClock::new(Utc::now()));
-    let clock = Arc::new(JumpClock {
-        inner: manual.clone(),
-        jump: Mutex::new(None),
-    });
-    let app = TestAppBuilder::default()
-        .env("CALL_SWEEP_INTERVAL_SECONDS", "86400")
-        .env("USER_CACHE_SECONDS", "0")
-        .clock(manual, clock.clone())
-        .spawn()
-        .await;
+    let (app, clock) = app_with_jump_clock().await;
     let ada = app.sign_in(9201, "Ada").await;
     let bob = app.sign_in(9202, "Bob").await;
     let call = app.new_call(&ada).await;
