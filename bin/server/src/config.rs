@@ -26,9 +26,9 @@ pub const DEV_DATABASE_URL: &str = "sqlite://telcall.db?mode=rwc";
 /// Largest value of any `*_SECONDS`-style duration setting: timers further out than that
 /// are a typo, and would overflow the runtime's clock.
 pub const MAX_SECONDS_SETTING: u64 = 365 * 24 * 3600;
-/// Longest `USER_CACHE_SECONDS`: how long a deleted user may stay signed in is meant to be
-/// short.
-pub const MAX_USER_CACHE_SECONDS: u64 = 300;
+/// Longest `USER_CACHE_SECONDS` and `CALL_CACHE_SECONDS`: how long a deleted user may stay
+/// signed in, or an end nobody announced may go unseen, is meant to be short.
+pub const MAX_CACHE_SECONDS: u64 = 300;
 /// Shortest `SECRET_KEY` accepted outside development mode, in bytes.
 pub const MIN_SECRET_KEY_BYTES: usize = 32;
 
@@ -285,6 +285,10 @@ pub struct Settings {
     /// How long a session's user, once read, is used without reading it again (zero: read
     /// on every request). A deleted user's token keeps working at most this long.
     pub user_cache: Duration,
+    /// How long an active call, once read, is used without reading it again (zero: read on
+    /// every request). An end this instance did not hear of (another instance's while Redis
+    /// is unreachable, a change made in the database) is seen at most this long afterwards.
+    pub call_cache: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_timeout: Duration,
     /// Log format.
@@ -424,6 +428,18 @@ impl Reader<'_> {
             return Err(ConfigError::Invalid {
                 var,
                 reason: format!("must be at most {MAX_SECONDS_SETTING} seconds (a year)"),
+            });
+        }
+        Ok(Duration::from_secs(secs))
+    }
+
+    /// A cache time: zero (no cache) up to [`MAX_CACHE_SECONDS`].
+    fn cache_secs(&self, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        let secs: u64 = self.parse(var, default)?;
+        if secs > MAX_CACHE_SECONDS {
+            return Err(ConfigError::Invalid {
+                var,
+                reason: format!("must be at most {MAX_CACHE_SECONDS}"),
             });
         }
         Ok(Duration::from_secs(secs))
@@ -723,16 +739,8 @@ impl Settings {
                 request_body_timeout: r.secs("REQUEST_BODY_TIMEOUT_SECONDS", 10)?,
             },
             call_sweep_interval: r.secs("CALL_SWEEP_INTERVAL_SECONDS", 60)?,
-            user_cache: {
-                let secs: u64 = r.parse("USER_CACHE_SECONDS", 5)?;
-                if secs > MAX_USER_CACHE_SECONDS {
-                    return Err(ConfigError::Invalid {
-                        var: "USER_CACHE_SECONDS",
-                        reason: format!("must be at most {MAX_USER_CACHE_SECONDS}"),
-                    });
-                }
-                Duration::from_secs(secs)
-            },
+            user_cache: r.cache_secs("USER_CACHE_SECONDS", 5)?,
+            call_cache: r.cache_secs("CALL_CACHE_SECONDS", 5)?,
             shutdown_timeout: r.secs("SHUTDOWN_TIMEOUT_SECONDS", 10)?,
             log_format,
         })

@@ -35,4 +35,8 @@ impl CallEvents for HubCallEvents {
         tracing::info!(call = %code, %reason, "call ended; closing its room");
         self.hub.end_room(code.as_str(), reason);
     }
+
+    fn has_ended(&self, code: &CallCode) -> bool {
+        self.hub.has_ended(code.as_str())
+    }
 }

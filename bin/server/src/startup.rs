@@ -301,6 +301,11 @@ pub fn build_state(
             max_call_duration_hours: settings.max_call_duration_hours,
             ..CallPolicy::default()
         },
+    )
+    .with_cache(
+        chrono::Duration::from_std(settings.call_cache)
+            .unwrap_or_else(|_| chrono::Duration::zero()),
+        CALL_CACHE_CAPACITY,
     );
     // One Bot API client (one base URL, one timeout) for notifications and the bot.
     let bot_api =
@@ -395,6 +400,8 @@ fn metrics_server(state: AppState, listener: TcpListener) -> anyhow::Result<Serv
 
 /// Most users kept by the session-user cache (`USER_CACHE_SECONDS`).
 const USER_CACHE_CAPACITY: usize = 100_000;
+/// Most active calls kept by the call cache (`CALL_CACHE_SECONDS`).
+const CALL_CACHE_CAPACITY: usize = 100_000;
 
 /// How long a client may take to send a request head (actix-web's default).
 const CLIENT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -25,6 +25,12 @@ pub enum EndReason {
 pub trait CallEvents: Send + Sync + 'static {
     /// The call with this code ended for `reason`.
     fn call_ended(&self, code: &CallCode, reason: EndReason);
+
+    /// Whether the call with this code is known to have ended lately: told to
+    /// [`CallEvents::call_ended`] here, or (with several instances) on another instance.
+    /// A call cached as active is not used once this says it ended
+    /// ([`crate::CallService::with_cache`]).
+    fn has_ended(&self, code: &CallCode) -> bool;
 }
 
 /// A [`CallEvents`] that remembers what it was told; for tests (feature `test-util`).
@@ -52,6 +58,14 @@ impl CallEvents for RecordingCallEvents {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((code.clone(), reason));
+    }
+
+    fn has_ended(&self, code: &CallCode) -> bool {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|(c, _)| c == code)
     }
 }
 

@@ -5,6 +5,7 @@
 //! lives behind the traits in [`repo`], time behind [`Clock`], outside effects behind
 //! [`CallEvents`] and [`CallNotifier`].
 
+mod cache;
 pub mod clock;
 pub mod entities;
 pub mod error;

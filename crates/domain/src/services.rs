@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::cache::TtlCache;
 use crate::clock::Clock;
 use crate::entities::{
     Call, CallCode, CallId, CallStats, CallStatsInput, CallStatsSummary, CallStatus, Friend,
@@ -89,6 +90,9 @@ pub struct CallService {
     clock: Arc<dyn Clock>,
     events: Arc<dyn CallEvents>,
     policy: CallPolicy,
+    /// Active calls recently read by [`CallService::joinable_call`] (see
+    /// [`CallService::with_cache`]).
+    cache: Option<Arc<TtlCache<CallCode, Call>>>,
 }
 
 impl CallService {
@@ -104,6 +108,29 @@ impl CallService {
             clock,
             events,
             policy,
+            cache: None,
+        }
+    }
+
+    /// Keeps each active call [`CallService::joinable_call`] read for `ttl`, at most
+    /// `capacity` of them, so that the reads of a call (its page, the WebSocket handshake
+    /// of everyone joining it) do not each go to storage. A kept call is used only while it
+    /// is still before its expiry and the duration cap, and while the [`CallEvents`] do not
+    /// say it ended (an end here or, through the broker, on another instance); a call
+    /// this service finishes is forgotten at once. The price, documented with the setting:
+    /// an end the events never heard of (another instance's while the broker is down, a
+    /// change made directly in the database) is seen at most `ttl` later. A zero `ttl` or
+    /// `capacity` keeps nothing.
+    #[must_use]
+    pub fn with_cache(mut self, ttl: Duration, capacity: usize) -> Self {
+        self.cache = TtlCache::new(ttl, capacity).map(Arc::new);
+        self
+    }
+
+    /// Forgets a kept call whose stored state changed.
+    fn forget(&self, code: &CallCode) {
+        if let Some(cache) = &self.cache {
+            cache.remove(code);
         }
     }
 
@@ -199,6 +226,7 @@ impl CallService {
         now: DateTime<Utc>,
     ) -> Result<Option<Call>, DomainError> {
         let updated = self.repo.set_call_status(call.id, status, now).await?;
+        self.forget(&call.code);
         if updated.is_some() {
             self.events.call_ended(&call.code, reason);
             // Nobody is in an ended call: stays nobody closed (a friend call nobody
@@ -238,7 +266,28 @@ impl CallService {
     /// handshake, the bot), or why not: `CallNotFound`, `CallExpired` (marking it expired if
     /// needed) or `CallNotAvailable` (ended).
     pub async fn joinable_call(&self, code: &CallCode) -> Result<Call, DomainError> {
+        let Some(cache) = &self.cache else {
+            return Self::joinable(self.load_fresh(code).await?);
+        };
+        let now = self.clock.now();
+        let usable = |call: &Call| {
+            call.status == CallStatus::Active
+                && self.policy.overdue(call, now).is_none()
+                && !self.events.has_ended(&call.code)
+        };
+        if let Some(call) = cache.fresh(code, now).filter(|c| usable(c)) {
+            return Ok(call);
+        }
         let call = self.load_fresh(code).await?;
+        // Checked after the read too: an end between the read and here is not kept.
+        if usable(&call) {
+            cache.put(call.code.clone(), call.clone(), now);
+        }
+        Self::joinable(call)
+    }
+
+    /// `call`, read fresh, if it can be joined; why not otherwise.
+    fn joinable(call: Call) -> Result<Call, DomainError> {
         match call.status {
             CallStatus::Active => Ok(call),
             CallStatus::Expired => Err(DomainError::CallExpired),
@@ -312,6 +361,7 @@ impl CallService {
         let now = self.clock.now();
         let expired = self.repo.expire_due_calls(now).await?;
         for call in &expired {
+            self.forget(&call.code);
             self.events.call_ended(&call.code, EndReason::Expired);
         }
         for call in &expired {
@@ -335,6 +385,7 @@ impl CallService {
         let ended = self.repo.end_calls_created_by(created_by, now).await?;
         let reason = EndReason::MaxDuration(self.policy.max_call_duration_hours);
         for call in &ended {
+            self.forget(&call.code);
             self.events.call_ended(&call.code, reason);
         }
         for call in &ended {

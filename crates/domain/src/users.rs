@@ -3,11 +3,11 @@
 //! (the user behind a verified session, for every authenticated route and the WebSocket
 //! handshake).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 
+use crate::cache::TtlCache;
 use crate::clock::Clock;
 use crate::entities::{User, UserId, UserProfile};
 use crate::error::DomainError;
@@ -38,39 +38,12 @@ pub struct TelegramAccount {
 pub struct UserService {
     repo: Arc<dyn Repositories>,
     clock: Arc<dyn Clock>,
-    cache: Option<Arc<UserCache>>,
-}
-
-/// Users recently found by [`UserService::authenticate`], each kept for a fixed time: a
-/// session's user is then read from storage once per that time, not once per request. The
-/// price, documented with the setting: a user deleted from storage keeps being found, and
-/// a profile changed by another instance is seen, at most that long afterwards.
-struct UserCache {
-    ttl: Duration,
-    capacity: usize,
-    entries: Mutex<HashMap<UserId, (User, DateTime<Utc>)>>,
-}
-
-impl UserCache {
-    fn fresh(&self, id: UserId, now: DateTime<Utc>) -> Option<User> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries
-            .get(&id)
-            .filter(|(_, until)| *until > now)
-            .map(|(user, _)| user.clone())
-    }
-
-    fn put(&self, user: &User, now: DateTime<Utc>) {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= self.capacity && !entries.contains_key(&user.id) {
-            entries.retain(|_, (_, until)| *until > now);
-            if entries.len() >= self.capacity {
-                // Every entry is fresh: start over rather than grow (they come back on use).
-                entries.clear();
-            }
-        }
-        entries.insert(user.id, (user.clone(), now + self.ttl));
-    }
+    /// Users recently found by [`UserService::authenticate`], each kept for a fixed time: a
+    /// session's user is then read from storage once per that time, not once per request.
+    /// The price, documented with the setting: a user deleted from storage keeps being
+    /// found, and a profile changed by another instance is seen, at most that long
+    /// afterwards.
+    cache: Option<Arc<TtlCache<UserId, User>>>,
 }
 
 impl UserService {
@@ -88,13 +61,7 @@ impl UserService {
     /// zero `ttl` or `capacity` keeps nothing.
     #[must_use]
     pub fn with_cache(mut self, ttl: Duration, capacity: usize) -> Self {
-        self.cache = (ttl > Duration::zero() && capacity > 0).then(|| {
-            Arc::new(UserCache {
-                ttl,
-                capacity,
-                entries: Mutex::new(HashMap::new()),
-            })
-        });
+        self.cache = TtlCache::new(ttl, capacity).map(Arc::new);
         self
     }
 
@@ -121,7 +88,7 @@ impl UserService {
         }
         let user = self.repo.upsert_user(&profile, self.clock.now()).await?;
         if let Some(cache) = &self.cache {
-            cache.put(&user, self.clock.now());
+            cache.put(user.id, user.clone(), self.clock.now());
         }
         Ok(user)
     }
@@ -139,7 +106,7 @@ impl UserService {
                 .ok_or(DomainError::UserNotFound);
         };
         let now = self.clock.now();
-        if let Some(user) = cache.fresh(user_id, now) {
+        if let Some(user) = cache.fresh(&user_id, now) {
             return Ok(user);
         }
         let user = self
@@ -147,7 +114,7 @@ impl UserService {
             .find_user(user_id)
             .await?
             .ok_or(DomainError::UserNotFound)?;
-        cache.put(&user, now);
+        cache.put(user.id, user.clone(), now);
         Ok(user)
     }
 }

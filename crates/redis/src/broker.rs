@@ -7,10 +7,12 @@
 //!   instance only when its addressee is known to be elsewhere ([`Broker::has_remote_member`]).
 //! - **Never blocking.** Events for other instances go into a bounded queue
 //!   ([`PUBLISH_QUEUE`]) drained by a publisher task that sends them in pipelined batches, one
-//!   channel per room (`<prefix>room:<code>`). A full queue (Redis slow or away) drops the
-//!   event, counts it (`overflow`) and logs; memory never grows with an outage.
-//! - **Subscriber.** One pub/sub connection subscribes to the channels of the rooms this
-//!   instance has connections in ([`Broker::room_opened`] / [`Broker::room_closed`]). When the
+//!   channel per room (`<prefix>room:<code>`), and ends on one channel for all rooms
+//!   ([`ENDS_CHANNEL`]). A full queue (Redis slow or away) drops the event, counts it
+//!   (`overflow`) and logs; memory never grows with an outage.
+//! - **Subscriber.** One pub/sub connection subscribes to the ends channel and to the channels
+//!   of the rooms this instance has connections in ([`Broker::room_opened`] /
+//!   [`Broker::room_closed`]): every instance hears of every end. When the
 //!   connection drops it reconnects with backoff and resubscribes every room; events from this
 //!   instance itself are recognised by their instance id and skipped.
 //! - **Roster.** [`RedisBroker::join_room`] / [`RedisBroker::leave_room`] keep the room
@@ -39,6 +41,12 @@ use crate::{MAX_RECONNECT_DELAY, MIN_RECONNECT_DELAY, Redis, RedisError};
 pub const PUBLISH_QUEUE: usize = 4096;
 /// The first bytes of a `user_left` frame.
 const USER_LEFT_PREFIX: &str = "{\"type\":\"user_left\"";
+/// The channel (under the key prefix) every room's end is published on. Every instance
+/// listens to it whatever rooms it holds, so each hub hears of every end, remembers the
+/// room as ended and refuses joins into it, and the call cache (`CALL_CACHE_SECONDS`) stops
+/// using the call, even where nobody was in the room. One subscriber connection reads it
+/// with the room channels, so an end still arrives after the room's earlier events.
+pub const ENDS_CHANNEL: &str = "rooms-ended";
 /// Events sent to Redis in one pipelined batch, at most.
 const PUBLISH_BATCH: usize = 256;
 /// At most one overflow warning per this interval.
@@ -104,6 +112,22 @@ struct Shared {
 impl Shared {
     fn channel(&self, room: &str) -> String {
         self.redis.key(&format!("room:{room}"))
+    }
+
+    /// The channel of every room's end, which every instance listens to (see
+    /// [`ENDS_CHANNEL`]).
+    fn ends_channel(&self) -> String {
+        self.redis.key(ENDS_CHANNEL)
+    }
+
+    /// Where `event` is published: an end on the ends channel, the rest on its room's.
+    fn channel_of(&self, event: &RoomEvent) -> String {
+        match event {
+            RoomEvent::EndRoom { .. } => self.ends_channel(),
+            RoomEvent::ToUser { room, .. } | RoomEvent::Broadcast { room, .. } => {
+                self.channel(room)
+            }
+        }
     }
 
     fn deliver(&self, event: &RoomEvent) {
@@ -696,7 +720,7 @@ async fn publisher(shared: Arc<Shared>, mut rx: mpsc::Receiver<RoomEvent>) {
         for event in batch.drain(..) {
             if let Some(payload) = encode(&shared.instance, &event) {
                 pipe.cmd("PUBLISH")
-                    .arg(shared.channel(event.room()))
+                    .arg(shared.channel_of(&event))
                     .arg(payload)
                     .ignore();
                 count += 1;
@@ -759,6 +783,7 @@ async fn listen(
     .await
     .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))??;
     let (mut sink, mut stream) = pubsub.split();
+    sink.subscribe(shared.ends_channel()).await?;
     let mut subscribed: HashSet<String> = HashSet::new();
     let mut first = true;
     let mut dirty = true;

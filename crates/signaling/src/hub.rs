@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::value::RawValue;
 use telcall_domain::{Clock, SystemClock, UserId};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::broker::{Broker, LocalBroker, RoomEvent, RoomEventSink};
 use crate::close;
@@ -186,7 +186,10 @@ struct Conn {
     user: SignalingUser,
     /// `user` serialised once, for the `from_user` of every signal it sends.
     user_raw: Box<RawValue>,
-    tx: mpsc::Sender<Outbound>,
+    /// The outbound queue and the close that pre-empts it.
+    queue: Mutex<Queue>,
+    /// Most items the queue holds.
+    capacity: usize,
     /// Bytes of the text frames in the queue (added on push, removed when the outbox
     /// yields them).
     queued_bytes: AtomicUsize,
@@ -196,10 +199,24 @@ struct Conn {
     dead: AtomicBool,
     /// Set (under the roster lock) when a newer connection of the same user took its seat.
     replaced: AtomicBool,
-    /// A close that must pre-empt whatever is still queued (1013, 4409, 1001).
-    forced_close: Mutex<Option<(u16, String)>>,
+    /// Wakes the outbox: an item was queued, or a close forced.
     wake: Notify,
 }
+
+/// A connection's outbound queue. It allocates only while it holds something: an idle
+/// connection's queue is a few words (the tokio channel it replaced allocated a block of
+/// 32 slots up front for each connection).
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Outbound>,
+    /// A close that must pre-empt whatever is still queued (1013, 4409, 1001).
+    forced_close: Option<(u16, String)>,
+    /// The outbox was dropped: nothing more is queued.
+    receiver_gone: bool,
+}
+
+/// A drained queue keeps at most this many slots allocated; a larger one is freed.
+const KEPT_QUEUE_SLOTS: usize = 4;
 
 enum Push {
     Sent,
@@ -219,16 +236,20 @@ impl Conn {
         if size > 0 && !self.reserve(size) {
             return Push::Full;
         }
-        match self.tx.try_send(item) {
-            Ok(()) => Push::Sent,
-            Err(e) => {
-                self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-                match e {
-                    mpsc::error::TrySendError::Full(_) => Push::Full,
-                    mpsc::error::TrySendError::Closed(_) => Push::Gone,
-                }
-            }
-        }
+        let mut queue = lock(&self.queue);
+        let refused = if queue.receiver_gone {
+            Push::Gone
+        } else if queue.items.len() >= self.capacity {
+            Push::Full
+        } else {
+            queue.items.push_back(item);
+            drop(queue);
+            self.wake.notify_one();
+            return Push::Sent;
+        };
+        drop(queue);
+        self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+        refused
     }
 
     /// Counts `size` more queued bytes if they fit the budget (or the queue is empty).
@@ -244,14 +265,14 @@ impl Conn {
     /// Stops all further frames and makes the outbox yield this close next. The first close
     /// (forced, queued by `finish`, or a leave) wins.
     fn force_close(&self, code: u16, reason: &str) {
-        let mut slot = lock(&self.forced_close);
+        let mut queue = lock(&self.queue);
         if self.dead.load(Ordering::Acquire) {
             return;
         }
         // The slot is filled before `dead` is set: an outbox that sees `dead` finds the close.
-        *slot = Some((code, reason.to_owned()));
+        queue.forced_close = Some((code, reason.to_owned()));
         self.dead.store(true, Ordering::Release);
-        drop(slot);
+        drop(queue);
         self.wake.notify_one();
     }
 
@@ -278,10 +299,8 @@ impl Conn {
         }
     }
 
-    fn take_forced_close(&self) -> Option<Outbound> {
-        lock(&self.forced_close)
-            .take()
-            .map(|(code, reason)| Outbound::Close { code, reason })
+    fn has_forced_close(&self) -> bool {
+        lock(&self.queue).forced_close.is_some()
     }
 }
 
@@ -339,7 +358,6 @@ impl fmt::Debug for ConnectionHandle {
 /// yielded ahead of whatever is still queued. After an [`Outbound::Close`], or once the
 /// connection has left ([`Hub::leave`]) and its queue is drained, it yields `None`.
 pub struct Outbox {
-    rx: mpsc::Receiver<Outbound>,
     conn: Arc<Conn>,
     done: bool,
 }
@@ -355,11 +373,7 @@ impl Outbox {
             if let Some(ready) = self.poll_now() {
                 return ready;
             }
-            tokio::select! {
-                biased;
-                () = self.conn.wake.notified() => {}
-                item = self.rx.recv() => return self.observe(item),
-            }
+            self.conn.wake.notified().await;
         }
     }
 
@@ -373,27 +387,25 @@ impl Outbox {
         if self.done {
             return Some(None);
         }
-        if let Some(close) = self.conn.take_forced_close() {
+        let mut queue = lock(&self.conn.queue);
+        if let Some((code, reason)) = queue.forced_close.take() {
             self.done = true;
-            return Some(Some(close));
+            return Some(Some(Outbound::Close { code, reason }));
         }
-        match self.rx.try_recv() {
-            Ok(item) => return Some(self.observe(Some(item))),
-            Err(mpsc::error::TryRecvError::Disconnected) => return Some(self.observe(None)),
-            Err(mpsc::error::TryRecvError::Empty) => {}
+        if let Some(item) = queue.items.pop_front() {
+            if queue.items.is_empty() && queue.items.capacity() > KEPT_QUEUE_SLOTS {
+                queue.items = VecDeque::new();
+            }
+            drop(queue);
+            return Some(self.observe(Some(item)));
         }
+        // Read under the queue's lock: whatever was queued or forced before the connection
+        // died is visible here, so an empty queue of a dead connection is the end.
         if !self.conn.dead.load(Ordering::Acquire) {
             return None;
         }
-        // Dead: whatever was queued or forced before that is visible now; then the end.
-        if let Some(close) = self.conn.take_forced_close() {
-            self.done = true;
-            return Some(Some(close));
-        }
-        match self.rx.try_recv() {
-            Ok(item) => Some(self.observe(Some(item))),
-            Err(_) => Some(self.observe(None)),
-        }
+        drop(queue);
+        Some(self.observe(None))
     }
 
     /// Whether a `Close` (or the end of the queue) has been yielded.
@@ -427,11 +439,29 @@ impl Outbox {
             let notified = self.conn.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if lock(&self.conn.forced_close).is_some() {
+            if self.conn.has_forced_close() {
                 return;
             }
             notified.await;
         }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let mut queue = lock(&self.conn.queue);
+        queue.receiver_gone = true;
+        let items = std::mem::take(&mut queue.items);
+        drop(queue);
+        // Dropped outside the lock; their bytes no longer count.
+        let bytes: usize = items
+            .iter()
+            .map(|item| match item {
+                Outbound::Text(frame) => frame.len(),
+                Outbound::Close { .. } => 0,
+            })
+            .sum();
+        self.conn.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 }
 
@@ -671,18 +701,17 @@ impl Hub {
             inner.counters.rooms.fetch_add(1, Ordering::Relaxed);
         }
 
-        let (tx, rx) = mpsc::channel(inner.config.outbound_capacity);
         let conn = Arc::new(Conn {
             id: ConnectionId(inner.next_id.fetch_add(1, Ordering::Relaxed)),
             room: entry.code.clone(),
             user_raw: user_raw(&user),
             user,
-            tx,
+            queue: Mutex::new(Queue::default()),
+            capacity: inner.config.outbound_capacity,
             queued_bytes: AtomicUsize::new(0),
             byte_budget: inner.config.outbound_bytes,
             dead: AtomicBool::new(false),
             replaced: AtomicBool::new(false),
-            forced_close: Mutex::new(None),
             wake: Notify::new(),
         });
         let user_id = conn.user.id;
@@ -755,7 +784,6 @@ impl Hub {
         tracing::debug!(room, user_id = user_id.get(), conn = %conn.id, replaced = previous.is_some(), "joined");
         Ok(Joined {
             outbox: Outbox {
-                rx,
                 conn: conn.clone(),
                 done: false,
             },
@@ -999,6 +1027,16 @@ impl Hub {
             .get(&user_id)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Whether `room` ended less than [`TOMBSTONE_TTL`] ago ([`Hub::end_room`] here, or on
+    /// another instance through the broker).
+    pub fn has_ended(&self, room: &str) -> bool {
+        self.inner
+            .tombstones
+            .lock(room)
+            .reason(room, Instant::now())
+            .is_some()
     }
 
     /// Whether [`Hub::close_all`] was called (the instance is shutting down).

@@ -25,6 +25,10 @@ struct NoRooms;
 
 impl CallEvents for NoRooms {
     fn call_ended(&self, _code: &CallCode, _reason: EndReason) {}
+
+    fn has_ended(&self, _code: &CallCode) -> bool {
+        false
+    }
 }
 
 struct Fixture {

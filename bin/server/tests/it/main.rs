@@ -8,6 +8,7 @@ mod auth;
 mod bad_strings;
 mod browser;
 mod call_burst;
+mod call_cache;
 mod call_events;
 mod common;
 mod import_legacy;

@@ -240,6 +240,48 @@ async fn a_call_ended_through_another_instance_ends_its_room() {
     assert_eq!(a.state.hub.stats().connections, 0);
 }
 
+/// Every instance hears of every end, also where nobody was in the room: an instance that
+/// read the call (and would keep it for five minutes) answers "not available" as soon as the
+/// end reaches it, and refuses joins.
+#[tokio::test]
+#[ignore = "needs PostgreSQL and Redis: set TEST_DATABASE_URL and TEST_REDIS_URL and run with --include-ignored"]
+async fn an_end_through_one_instance_reaches_the_others_with_nobody_in_the_room() {
+    let cluster = Cluster::spawn(2, || {
+        TestAppBuilder::default().env("CALL_CACHE_SECONDS", "300")
+    })
+    .await;
+    let (a, b) = (&cluster.apps[0], &cluster.apps[1]);
+    let ada = a.sign_in(7551, "Ada").await;
+    let bob = a.sign_in(7552, "Bob").await;
+    let call = a.new_call(&ada).await;
+    let read_on_b = || async {
+        b.get(&format!("/api/calls/{call}"), &bob)
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(read_on_b().await.status(), 200);
+
+    let resp = a
+        .post(&format!("/api/calls/{call}/end"), &ada, &json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = eventually("B sees the call ended", || async {
+        let resp = read_on_b().await;
+        (resp.status() == 404).then_some(resp)
+    })
+    .await;
+    assert_eq!(detail(resp).await, "Call is not available");
+    assert!(b.state.hub.has_ended(&call));
+    let mut bob_ws = b.ws(&call).token(&bob.token).connect().await;
+    assert_eq!(
+        bob_ws.expect_close().await,
+        (4404, "Call has ended. Please create a new call.".into())
+    );
+}
+
 #[tokio::test]
 #[ignore = "needs PostgreSQL and Redis: set TEST_DATABASE_URL and TEST_REDIS_URL and run with --include-ignored"]
 async fn the_sweeper_of_another_instance_ends_the_room() {

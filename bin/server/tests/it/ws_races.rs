@@ -44,8 +44,9 @@ async fn app_with_jump_clock() -> (TestApp, Arc<JumpClock>) {
     let app = TestAppBuilder::default()
         // No sweep reads the clock while the test runs.
         .env("CALL_SWEEP_INTERVAL_SECONDS", "86400")
-        // The session-user cache would read the clock in the handshake too.
+        // The session-user and call caches would read the clock in the handshake too.
         .env("USER_CACHE_SECONDS", "0")
+        .env("CALL_CACHE_SECONDS", "0")
         .clock(manual, clock.clone())
         .spawn()
         .await;
