@@ -387,6 +387,8 @@ async fn start(state: &AppState, admitted: Admitted, socket: outgoing::Outgoing,
         joined,
         socket,
     };
+    // Boxed: captured by the task's future below and awaited there, it would be held twice.
+    let session = Box::pin(session.run());
     let sockets = state.session_sockets.clone();
     let revocations = state.revocations.clone();
     let hub = state.hub.clone();
@@ -400,7 +402,7 @@ async fn start(state: &AppState, admitted: Admitted, socket: outgoing::Outgoing,
                 hub.close_connection(&handle, close::UNAUTHORIZED, close::REASON_SESSION_REVOKED);
             }
         }
-        session.run().await;
+        session.await;
         if let Some(sid) = &session_id {
             sockets.remove(sid, handle.id());
         }
@@ -409,7 +411,8 @@ async fn start(state: &AppState, admitted: Admitted, socket: outgoing::Outgoing,
         // announced no leave: the other instances tell their rooms.
         if let (Some(broker), Some(seat)) = (broker, seat) {
             let notify = hub.is_shutting_down() && !handle.is_replaced();
-            broker.leave_room(&seat, notify).await;
+            // Boxed: only the connection's last step needs it.
+            Box::pin(broker.leave_room(&seat, notify)).await;
         }
     };
     actix_web::rt::spawn(run.instrument(span));

@@ -238,7 +238,12 @@ fn echo_code(received: Option<u16>) -> u16 {
 
 impl Session {
     /// Drives the connection until it closes, then leaves the room and records the leave.
-    pub async fn run(self) {
+    ///
+    /// The returned future lives as long as the connection, so it keeps only what the loop
+    /// needs: the handshake's leftovers are dropped before it starts, and the loop, the last
+    /// flush, the close and the rare storage check each sit in a box of their own (an
+    /// awaited future is otherwise part of this one, for as long as the call lasts).
+    pub fn run(self) -> impl Future<Output = ()> {
         let Self {
             hub,
             presence,
@@ -256,7 +261,6 @@ impl Session {
             ..
         } = joined;
         let user_id = handle.user().id;
-        let code = call.code.as_str();
 
         // A replacing connection is the same stay in the call: nothing new to record.
         // Otherwise the stay is recorded even if the call turns out to have ended (below):
@@ -264,7 +268,7 @@ impl Session {
         // follows closes the stay.
         if !replaced {
             let others = hub
-                .room_participants(code)
+                .room_participants(call.code.as_str())
                 .into_iter()
                 .map(|u| u.id)
                 .filter(|id| *id != user_id)
@@ -277,92 +281,99 @@ impl Session {
         // the room, and the hub refused or closed this join. Expiry and the duration cap
         // come with time, not with an end: checked again on the clock now that the
         // connection is in the room, and stored (ending the room) when due.
-        if calls.is_overdue(&call) {
-            end_room_if_over(&calls, &hub, &call.code).await;
-        }
+        let overdue = calls.is_overdue(&call).then(|| {
+            let (hub, code) = (hub.clone(), call.code.clone());
+            Box::pin(async move { end_room_if_over(&calls, &hub, &code).await })
+        });
 
-        let started = Instant::now();
+        async move {
+            if let Some(check) = overdue {
+                check.await;
+            }
 
-        let mut writer = Writer {
-            out: socket,
-            stall: settings.idle_timeout,
-        };
-        let mut driver = Driver {
-            hub: &hub,
-            settings: &settings,
-            handle: &handle,
-            outbox,
-            reader,
-            limiter: RateLimiter::new(
-                settings.messages_per_second,
-                settings.message_burst,
-                started,
-            ),
-            received: 0,
-        };
-        let end = driver.drive(&mut writer).await;
-        if matches!(end, End::Close { by_hub: false, .. }) {
-            // This loop decided to close (rate limit, idle, protocol error): what the hub had
-            // already queued (answers to earlier messages) goes out first.
-            driver.flush(&mut writer).await;
-        }
-        let received = driver.received;
+            let started = Instant::now();
 
-        let (code_sent, reason_sent, by_hub) = match &end {
-            End::Close {
-                code,
-                reason,
-                by_hub,
-            } => (Some(*code), reason.clone(), *by_hub),
-            End::ClientClose(c) => (
-                Some(echo_code(c.as_ref().map(|(code, _)| *code))),
-                String::new(),
-                false,
-            ),
-            End::Lost(_) => (None, String::new(), false),
-        };
-        // Leave first: once the client sees the close, the room no longer counts it.
-        let left = hub.leave(&handle);
-        // A stale `leave` means replaced (the stay goes on, on the newer connection) or
-        // removed by the hub (call ended, shutdown: the stay is over, closed here). How this
-        // loop ended does not tell them apart: a client may close just as its room ends, and
-        // a connection cut off (1013) and then replaced never sees its 4409. Recorded now,
-        // before the close is written (which may wait for a slow client): a newer connection
-        // of the same user joining meanwhile is recorded after this leave.
-        if left || !handle.is_replaced() {
-            presence.left(&call, user_id);
-        }
-        let delivered = match code_sent {
-            Some(c) => writer.close(c, &reason_sent).await.is_ok(),
-            None => false,
-        };
+            let mut writer = Writer {
+                out: socket,
+                stall: settings.idle_timeout,
+            };
+            let mut driver = Driver {
+                hub: &hub,
+                settings: &settings,
+                handle: &handle,
+                outbox,
+                reader,
+                limiter: RateLimiter::new(
+                    settings.messages_per_second,
+                    settings.message_burst,
+                    started,
+                ),
+                received: 0,
+            };
+            let end = Box::pin(driver.drive(&mut writer)).await;
+            if matches!(end, End::Close { by_hub: false, .. }) {
+                // This loop decided to close (rate limit, idle, protocol error): what the hub had
+                // already queued (answers to earlier messages) goes out first.
+                Box::pin(driver.flush(&mut writer)).await;
+            }
+            let received = driver.received;
 
-        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        match &end {
-            End::Close { code, reason, .. } => tracing::info!(
-                close_code = code,
-                close_reason = %reason,
-                by_hub,
-                delivered,
-                duration_ms,
-                received,
-                "WebSocket disconnected"
-            ),
-            End::ClientClose(c) => tracing::info!(
-                close_code = c.as_ref().map(|(code, _)| *code),
-                close_reason = c.as_ref().map(|(_, r)| r.as_str()).unwrap_or(""),
-                by_client = true,
-                duration_ms,
-                received,
-                "WebSocket disconnected"
-            ),
-            End::Lost(why) => tracing::info!(
-                close_code = 1006,
-                close_reason = *why,
-                duration_ms,
-                received,
-                "WebSocket disconnected"
-            ),
+            let (code_sent, reason_sent, by_hub) = match &end {
+                End::Close {
+                    code,
+                    reason,
+                    by_hub,
+                } => (Some(*code), reason.clone(), *by_hub),
+                End::ClientClose(c) => (
+                    Some(echo_code(c.as_ref().map(|(code, _)| *code))),
+                    String::new(),
+                    false,
+                ),
+                End::Lost(_) => (None, String::new(), false),
+            };
+            // Leave first: once the client sees the close, the room no longer counts it.
+            let left = hub.leave(&handle);
+            // A stale `leave` means replaced (the stay goes on, on the newer connection) or
+            // removed by the hub (call ended, shutdown: the stay is over, closed here). How this
+            // loop ended does not tell them apart: a client may close just as its room ends, and
+            // a connection cut off (1013) and then replaced never sees its 4409. Recorded now,
+            // before the close is written (which may wait for a slow client): a newer connection
+            // of the same user joining meanwhile is recorded after this leave.
+            if left || !handle.is_replaced() {
+                presence.left(&call, user_id);
+            }
+            let delivered = match code_sent {
+                Some(c) => Box::pin(writer.close(c, &reason_sent)).await.is_ok(),
+                None => false,
+            };
+
+            let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            match &end {
+                End::Close { code, reason, .. } => tracing::info!(
+                    close_code = code,
+                    close_reason = %reason,
+                    by_hub,
+                    delivered,
+                    duration_ms,
+                    received,
+                    "WebSocket disconnected"
+                ),
+                End::ClientClose(c) => tracing::info!(
+                    close_code = c.as_ref().map(|(code, _)| *code),
+                    close_reason = c.as_ref().map(|(_, r)| r.as_str()).unwrap_or(""),
+                    by_client = true,
+                    duration_ms,
+                    received,
+                    "WebSocket disconnected"
+                ),
+                End::Lost(why) => tracing::info!(
+                    close_code = 1006,
+                    close_reason = *why,
+                    duration_ms,
+                    received,
+                    "WebSocket disconnected"
+                ),
+            }
         }
     }
 }
@@ -382,6 +393,18 @@ async fn end_room_if_over(calls: &CallService, hub: &Hub, code: &CallCode) {
     let reason = crate::events::wire_reason(reason);
     tracing::info!(%reason, "the call ended during the handshake; ending its room");
     hub.end_room(code.as_str(), reason);
+}
+
+/// What woke the loop.
+enum Event {
+    /// The hub's next item for this client (`None`: nothing more).
+    Outbound(Option<Outbound>),
+    /// The client's next message, a read error, or the end of the stream.
+    Incoming(Option<Result<Incoming, ReadError>>),
+    /// Time to ping.
+    Ping,
+    /// Nothing was heard for the idle timeout.
+    Idle,
 }
 
 /// The loop's state.
@@ -406,22 +429,37 @@ impl Driver<'_> {
         tokio::pin!(idle);
 
         loop {
-            tokio::select! {
-                item = self.outbox.recv() => match item {
-                    Some(Outbound::Text(frame)) => {
-                        match writer.text(&frame, &self.outbox).await {
-                            Ok(()) | Err(WriteError::Preempted) => {}
-                            Err(e) => return e.end(),
-                        }
+            // Only which source is ready is decided inside the select; the work (a write that
+            // may wait) happens after it, once the other sources' futures are gone, so they
+            // and the writes never take room in this future at the same time.
+            let event = tokio::select! {
+                item = self.outbox.recv() => Event::Outbound(item),
+                incoming = self.reader.next() => Event::Incoming(incoming),
+                _ = ping.tick() => Event::Ping,
+                () = &mut idle => Event::Idle,
+            };
+            match event {
+                Event::Outbound(Some(Outbound::Text(frame))) => {
+                    match writer.text(&frame, &self.outbox).await {
+                        Ok(()) | Err(WriteError::Preempted) => {}
+                        Err(e) => return e.end(),
                     }
-                    Some(Outbound::Close { code, reason }) => {
-                        return End::Close { code, reason, by_hub: true };
-                    }
-                    None => {
-                        return End::Close { code: close::NORMAL, reason: String::new(), by_hub: true };
-                    }
-                },
-                incoming = self.reader.next() => {
+                }
+                Event::Outbound(Some(Outbound::Close { code, reason })) => {
+                    return End::Close {
+                        code,
+                        reason,
+                        by_hub: true,
+                    };
+                }
+                Event::Outbound(None) => {
+                    return End::Close {
+                        code: close::NORMAL,
+                        reason: String::new(),
+                        by_hub: true,
+                    };
+                }
+                Event::Incoming(incoming) => {
                     idle.as_mut().reset(Instant::now() + ws.idle_timeout);
                     match incoming {
                         Some(Ok(message)) => {
@@ -439,14 +477,12 @@ impl Driver<'_> {
                         }
                         None => return End::Lost("client disconnected without a close frame"),
                     }
+                }
+                Event::Ping => match writer.ping(&self.outbox).await {
+                    Ok(()) | Err(WriteError::Preempted) => {}
+                    Err(e) => return e.end(),
                 },
-                _ = ping.tick() => {
-                    match writer.ping(&self.outbox).await {
-                        Ok(()) | Err(WriteError::Preempted) => {}
-                        Err(e) => return e.end(),
-                    }
-                },
-                () = &mut idle => return End::server(IDLE_CLOSE_CODE, REASON_IDLE),
+                Event::Idle => return End::server(IDLE_CLOSE_CODE, REASON_IDLE),
             }
         }
     }
