@@ -56,6 +56,7 @@ backend_tests!(
     record_presence_applies_a_batch_in_order,
     record_presence_is_all_or_nothing,
     record_presence_holds_against_concurrent_writes,
+    record_presence_in_one_batch_is_as_one_change_at_a_time,
     list_friends_orders_and_pages,
     friend_search_is_case_insensitive_and_literal,
     delete_friends_removes_both_directions,
@@ -928,6 +929,100 @@ mod cases {
     /// One batch: Ann joins, Bob joins, Ann drops and reconnects within the window (the
     /// same stay goes on), Cy joins, Bob leaves. Rows and links are as if written one by one;
     /// only the joiner is linked with those already there, latest time kept.
+    /// The stays of a call, per person in stay order: `(user, joined, left)`.
+    async fn stays_of(
+        store: &SeaStore,
+        call: &Call,
+    ) -> Vec<(i64, DateTime<Utc>, Option<DateTime<Utc>>)> {
+        use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+        participants::Entity::find()
+            .filter(participants::Column::CallId.eq(call.id.get()))
+            .order_by_asc(participants::Column::UserId)
+            .order_by_asc(participants::Column::Id)
+            .all(store.connection())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.user_id, p.joined_at, p.left_at))
+            .collect()
+    }
+
+    /// A batch writes what its changes, written one at a time, would: whatever each person's
+    /// stays were before (none, open, left within the rejoin window, left before it) and
+    /// whether a person has one change in the batch (those are written together) or several.
+    pub async fn record_presence_in_one_batch_is_as_one_change_at_a_time(store: &SeaStore) {
+        let mut people = Vec::new();
+        for i in 0..24 {
+            people.push(user(store, 100 + i, "P").await);
+        }
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        for round in 0..8 {
+            let one_by_one = call(store, &format!("single{round}"), people[0].id).await;
+            let batched = call(store, &format!("batched{round}"), people[0].id).await;
+            // A history written the same way into both calls.
+            let mut history = Vec::new();
+            for (at, person) in (0_i64..).zip(&people) {
+                match next(4) {
+                    0 => {}
+                    1 => history.push((person, true, at)),
+                    _ => {
+                        history.push((person, true, at));
+                        // Left shortly or long before the batch: a join then
+                        // reopens that stay or starts a new one.
+                        history.push((person, false, 999 - i64::try_from(next(400)).unwrap()));
+                    }
+                }
+            }
+            history.sort_by_key(|(_, _, at)| *at);
+            for c in [&one_by_one, &batched] {
+                for (person, join, at) in &history {
+                    let change = if *join {
+                        joined(c, person, &[], *at, at - 150)
+                    } else {
+                        left(c, person, *at)
+                    };
+                    store.record_presence(&[change]).await.unwrap();
+                }
+            }
+            // Then the batch: mostly one join per person, some with several changes.
+            let mut changes = Vec::new();
+            let mut at = 1_000;
+            for _ in 0..20 {
+                let person = &people[usize::try_from(next(24)).unwrap()];
+                let join = next(3) != 0;
+                changes.push((person, join, at));
+                at += 1 + i64::try_from(next(15)).unwrap();
+            }
+            let for_call = |c: &Call| -> Vec<PresenceChange> {
+                changes
+                    .iter()
+                    .map(|(person, join, at)| {
+                        if *join {
+                            joined(c, person, &[&people[0]], *at, at - 150)
+                        } else {
+                            left(c, person, *at)
+                        }
+                    })
+                    .collect()
+            };
+            for change in for_call(&one_by_one) {
+                store.record_presence(&[change]).await.unwrap();
+            }
+            store.record_presence(&for_call(&batched)).await.unwrap();
+            assert_eq!(
+                stays_of(store, &batched).await,
+                stays_of(store, &one_by_one).await,
+                "round {round}"
+            );
+        }
+    }
+
     /// A presence batch reads (is there a stay to continue?) before it writes; other writes
     /// to the same tables commit meanwhile (a call ending closes its open stays). No batch
     /// may fail for that: on SQLite a read-then-write transaction must take the write lock

@@ -16,10 +16,6 @@ use super::{SeaStore, run_all, run_exec};
 use crate::entity::{friend_links, users};
 use crate::error::IntoRepo;
 
-/// Rows per `INSERT` when linking friends. A call of 30 people gives 870 ordered pairs, one
-/// statement; the cap keeps larger batches under every backend's bound-parameter limit.
-const LINK_BATCH_ROWS: usize = 2_000;
-
 /// The escape character of friend-search `LIKE` patterns.
 const LIKE_ESCAPE: char = '\\';
 
@@ -116,8 +112,8 @@ fn dedup(items: &[UserId]) -> Vec<UserId> {
 }
 
 /// Upserts the links `(user, friend, last_call_at)` on `conn`, in the order given (callers
-/// sort them: row locks are then taken in one global order), in statements of at most
-/// [`LINK_BATCH_ROWS`] rows. A pair must not repeat.
+/// sort them: row locks are then taken in one global order), in multi-row statements of a
+/// few fixed sizes (see `shaped_chunks`). A pair must not repeat.
 pub(super) async fn upsert_links<C: ConnectionTrait>(
     conn: &C,
     pairs: &[(UserId, UserId, DateTime<Utc>)],
@@ -126,7 +122,7 @@ pub(super) async fn upsert_links<C: ConnectionTrait>(
         OnConflict::columns([friend_links::Column::UserId, friend_links::Column::FriendId])
             .update_column(friend_links::Column::LastCallAt)
             .to_owned();
-    for chunk in pairs.chunks(LINK_BATCH_ROWS) {
+    for chunk in super::shaped_chunks(pairs) {
         let rows = chunk
             .iter()
             .map(|&(user, friend, at)| friend_links::ActiveModel {
@@ -161,7 +157,9 @@ impl FriendRepository for SeaStore {
                     .map(move |&b| (a, b, at))
             })
             .collect();
-        if pairs.len() <= LINK_BATCH_ROWS {
+        // One statement needs no transaction; several (a call of 30 people gives 870
+        // ordered pairs) are written all or none.
+        if super::shaped_chunks(&pairs).nth(1).is_none() {
             return upsert_links(&self.db, &pairs).await;
         }
         let txn = super::begin_write(&self.db).await?;

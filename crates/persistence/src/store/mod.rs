@@ -111,6 +111,23 @@ where
         .repo()
 }
 
+/// Row counts of the multi-row statements [`shaped_chunks`] cuts a list into.
+const SHAPES: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// `items` in consecutive chunks whose lengths are taken from [`SHAPES`], largest first
+/// (37 items: 16, 16, 4, 1). A statement with one placeholder group per row is prepared
+/// and cached per connection for each row count it is run with; with these few counts the
+/// cache holds a handful of statements, not one per batch size seen (large prepared
+/// statements that would pin memory for as long as the connection lives).
+fn shaped_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = SHAPES.into_iter().find(|&s| s <= items.len())?;
+        let (chunk, rest) = items.split_at(size);
+        items = rest;
+        Some(chunk)
+    })
+}
+
 /// Runs a statement that returns no rows; the number of rows it affected.
 async fn run_exec<C, S>(conn: &C, stmt: &S) -> Result<u64, RepoError>
 where
@@ -140,4 +157,26 @@ async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, Rep
 /// A write with `RETURNING` gave no row: cannot happen for the statements used here.
 fn no_row(what: &str) -> RepoError {
     RepoError::Other(format!("{what} returned no row"))
+}
+
+#[cfg(test)]
+mod shape_tests {
+    use super::shaped_chunks;
+
+    #[test]
+    fn chunks_cover_everything_in_order_with_few_sizes() {
+        for n in 0..700_usize {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = shaped_chunks(&items).collect();
+            assert_eq!(chunks.concat(), items, "{n}");
+            assert!(
+                chunks
+                    .iter()
+                    .all(|c| [256, 64, 16, 4, 1].contains(&c.len()))
+            );
+        }
+        let items = [0; 37];
+        let sizes: Vec<usize> = shaped_chunks(&items).map(<[_]>::len).collect();
+        assert_eq!(sizes, [16, 16, 4, 1]);
+    }
 }

@@ -1,20 +1,21 @@
 //! [`ParticipantRepository`] for [`SeaStore`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::{NotSet, Set};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Func, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait,
 };
 use telcall_domain::{
     Call, CallId, Participant, ParticipantRepository, PresenceChange, RepoError, UserId,
 };
 
 use super::friends::upsert_links;
-use super::{SeaStore, no_row, run_all, run_exec, run_one};
+use super::{SeaStore, no_row, run_all, run_exec, run_one, shaped_chunks};
 use crate::entity::{calls, participants};
 use crate::error::IntoRepo;
 
@@ -101,6 +102,111 @@ async fn continue_stay_on<C: ConnectionTrait>(
     Ok(run_one::<participants::Model, _, _>(conn, &stmt)
         .await?
         .map(Participant::from))
+}
+
+/// The positions, in order, of the joins in `changes` whose person has no other change in
+/// the batch (a person's changes are about their own stays only, so these can be written
+/// together, apart from the others, without changing the outcome).
+fn lone_joins(changes: &[PresenceChange]) -> BTreeSet<usize> {
+    let mut seen: HashMap<(CallId, UserId), usize> = HashMap::new();
+    for change in changes {
+        let key = match change {
+            PresenceChange::Joined { call, user, .. } | PresenceChange::Left { call, user, .. } => {
+                (*call, *user)
+            }
+        };
+        *seen.entry(key).or_default() += 1;
+    }
+    changes
+        .iter()
+        .enumerate()
+        .filter(|(_, change)| {
+            matches!(change, PresenceChange::Joined { call, user, .. } if seen[&(*call, *user)] == 1)
+        })
+        .map(|(index, _)| index)
+        .collect()
+}
+
+/// Writes the stays of the joins at `batched` (see [`lone_joins`]) with a few statements
+/// whatever their number: reads of each person's latest stay, inserts of the new stays and
+/// updates of the reopened ones, each for many rows at once (see `shaped_chunks`). Each
+/// join is decided exactly as [`continue_stay_on`] and [`record_join_on`] decide it one at
+/// a time.
+async fn record_lone_joins_on<C: ConnectionTrait>(
+    conn: &C,
+    changes: &[PresenceChange],
+    batched: &BTreeSet<usize>,
+) -> Result<(), RepoError> {
+    let joins: Vec<(CallId, UserId, DateTime<Utc>, DateTime<Utc>)> = batched
+        .iter()
+        .filter_map(|&index| match &changes[index] {
+            PresenceChange::Joined {
+                call,
+                user,
+                at,
+                since,
+                ..
+            } => Some((*call, *user, *at, *since)),
+            PresenceChange::Left { .. } => None,
+        })
+        .collect();
+    let mut latest: HashMap<(CallId, UserId), participants::Model> = HashMap::new();
+    for chunk in shaped_chunks(&joins) {
+        let pairs = chunk
+            .iter()
+            .fold(Condition::any(), |any, (call, user, _, _)| {
+                any.add(
+                    Condition::all()
+                        .add(participants::Column::CallId.eq(call.get()))
+                        .add(participants::Column::UserId.eq(user.get())),
+                )
+            });
+        let newest = Query::select()
+            .expr(Func::max(Expr::col(participants::Column::Id)))
+            .from(participants::Entity)
+            .cond_where(pairs)
+            .group_by_columns([participants::Column::CallId, participants::Column::UserId])
+            .to_owned();
+        let stmt = participants::Entity::find()
+            .filter(participants::Column::Id.in_subquery(newest))
+            .into_query();
+        for row in run_all::<participants::Model, _, _>(conn, &stmt).await? {
+            latest.insert((CallId::new(row.call_id), UserId::new(row.user_id)), row);
+        }
+    }
+    let mut new_stays = Vec::new();
+    let mut reopened = Vec::new();
+    for (call, user, at, since) in joins {
+        match latest.get(&(call, user)) {
+            // Still open: the stay goes on.
+            Some(row) if row.left_at.is_none() => {}
+            // Left within the rejoin window: the same stay, reopened.
+            Some(row) if row.left_at.is_some_and(|left| left >= since) => reopened.push(row.id),
+            // Never here, or left before the window: a new stay.
+            _ => new_stays.push(participants::ActiveModel {
+                id: NotSet,
+                call_id: Set(call.get()),
+                user_id: Set(user.get()),
+                joined_at: Set(at),
+                left_at: Set(None),
+            }),
+        }
+    }
+    for chunk in shaped_chunks(&new_stays) {
+        let stmt = participants::Entity::insert_many(chunk.iter().cloned()).into_query();
+        run_exec(conn, &stmt).await?;
+    }
+    for chunk in shaped_chunks(&reopened) {
+        let stmt = participants::Entity::update_many()
+            .col_expr(
+                participants::Column::LeftAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(participants::Column::Id.is_in(chunk.iter().copied()))
+            .into_query();
+        run_exec(conn, &stmt).await?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -195,7 +301,12 @@ impl ParticipantRepository for SeaStore {
         // Friend links of the whole batch, deduplicated (latest time wins) and in one
         // global order: written last, with one upsert.
         let mut links: BTreeMap<(UserId, UserId), DateTime<Utc>> = BTreeMap::new();
-        for change in changes {
+        // The stays of people who only joined in this batch: written together.
+        let batched = lone_joins(changes);
+        if batched.len() >= 2 {
+            record_lone_joins_on(&txn, changes, &batched).await?;
+        }
+        for (index, change) in changes.iter().enumerate() {
             match change {
                 PresenceChange::Joined {
                     call,
@@ -204,9 +315,11 @@ impl ParticipantRepository for SeaStore {
                     at,
                     since,
                 } => {
-                    if continue_stay_on(&txn, *call, *user, *since)
-                        .await?
-                        .is_none()
+                    let written = batched.len() >= 2 && batched.contains(&index);
+                    if !written
+                        && continue_stay_on(&txn, *call, *user, *since)
+                            .await?
+                            .is_none()
                     {
                         record_join_on(&txn, *call, *user, *at).await?;
                     }
