@@ -37,6 +37,8 @@ impl CallEvents for HubCallEvents {
     }
 
     fn has_ended(&self, code: &CallCode) -> bool {
-        self.hub.has_ended(code.as_str())
+        // While the ends of other instances do not reach this hub (Redis unreachable), it
+        // cannot vouch for any call: say "maybe", and the call is read from storage.
+        !self.hub.hears_every_end() || self.hub.has_ended(code.as_str())
     }
 }

@@ -26,9 +26,10 @@ pub trait CallEvents: Send + Sync + 'static {
     /// The call with this code ended for `reason`.
     fn call_ended(&self, code: &CallCode, reason: EndReason);
 
-    /// Whether the call with this code is known to have ended lately: told to
-    /// [`CallEvents::call_ended`] here, or (with several instances) on another instance.
-    /// A call cached as active is not used once this says it ended
+    /// Whether the call with this code is known to have ended lately (told to
+    /// [`CallEvents::call_ended`] here, or, with several instances, on another instance),
+    /// or may have without this instance hearing of it (its link to the others is down).
+    /// A call cached as active is not used while this says so
     /// ([`crate::CallService::with_cache`]).
     fn has_ended(&self, code: &CallCode) -> bool;
 }

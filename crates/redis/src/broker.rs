@@ -106,6 +106,8 @@ struct Shared {
     overflow: AtomicU64,
     received: AtomicU64,
     subscriptions: AtomicUsize,
+    /// The subscriber connection listens to the ends channel now.
+    hears_ends: AtomicBool,
     last_overflow_log: Mutex<Option<Instant>>,
 }
 
@@ -440,6 +442,7 @@ impl RedisBroker {
             overflow: AtomicU64::new(0),
             received: AtomicU64::new(0),
             subscriptions: AtomicUsize::new(0),
+            hears_ends: AtomicBool::new(false),
             last_overflow_log: Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             subscribed: Mutex::new(HashSet::new()),
@@ -691,6 +694,10 @@ impl Broker for RedisBroker {
         lock(&self.shared.views).is_remote(room, user_id)
     }
 
+    fn hears_every_end(&self) -> bool {
+        self.shared.hears_ends.load(Ordering::Acquire)
+    }
+
     fn remote_members(&self, room: &str) -> Vec<SignalingUser> {
         lock(&self.shared.views).remote_members(room)
     }
@@ -753,6 +760,7 @@ async fn subscriber(shared: Arc<Shared>) {
     while !shared.closed.load(Ordering::Acquire) {
         let result = listen(&shared, &mut delay, reconnect).await;
         reconnect = true;
+        shared.hears_ends.store(false, Ordering::Release);
         shared.subscriptions.store(0, Ordering::Relaxed);
         lock(&shared.subscribed).clear();
         match result {
@@ -784,6 +792,7 @@ async fn listen(
     .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))??;
     let (mut sink, mut stream) = pubsub.split();
     sink.subscribe(shared.ends_channel()).await?;
+    shared.hears_ends.store(true, Ordering::Release);
     let mut subscribed: HashSet<String> = HashSet::new();
     let mut first = true;
     let mut dirty = true;

@@ -122,6 +122,13 @@ pub trait Broker: Send + Sync + 'static {
     fn room_closed(&self, room: &str) {
         let _ = room;
     }
+
+    /// Whether every room's end, from any instance, reaches this instance's hub now, so
+    /// that the hub's memory of ended rooms is complete ([`crate::Hub::hears_every_end`]).
+    /// Always, with one instance; with several, only while the link to the others is up.
+    fn hears_every_end(&self) -> bool {
+        true
+    }
 }
 
 /// The single-instance broker: every event is delivered to the local hub at once.

@@ -1039,6 +1039,12 @@ impl Hub {
             .is_some()
     }
 
+    /// Whether every room's end, here or on another instance, reaches this hub now (see
+    /// [`Broker::hears_every_end`]): when it does not, [`Hub::has_ended`] may miss an end.
+    pub fn hears_every_end(&self) -> bool {
+        self.inner.broker.hears_every_end()
+    }
+
     /// Whether [`Hub::close_all`] was called (the instance is shutting down).
     pub fn is_shutting_down(&self) -> bool {
         self.inner.shutting_down.load(Ordering::Acquire)

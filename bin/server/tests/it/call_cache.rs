@@ -89,12 +89,21 @@ async fn a_call_read_and_then_ended_by_the_active_call_limit_is_not_served_as_ac
 
 #[tokio::test]
 async fn a_call_read_and_then_past_its_lifetime_is_expired_not_served() {
-    let app = app_with_long_cache().await;
+    let app = TestAppBuilder::default()
+        .env("CALL_CACHE_SECONDS", "300")
+        // The duration cap (12 h by default) would end it first.
+        .env("MAX_CALL_DURATION_HOURS", "48")
+        .spawn()
+        .await;
     let ada = app.sign_in(12_004, "Ada").await;
     let code = app.new_call(&ada).await;
+    // Read (and kept) ten seconds before its expiry, well within the cache time…
+    app.clock
+        .advance(Duration::hours(24) - Duration::seconds(10));
     read_active(&app, &ada, &code).await;
 
-    app.clock.advance(Duration::hours(24));
+    // …and read again just after it.
+    app.clock.advance(Duration::seconds(11));
     let resp = app
         .get(&format!("/api/calls/{code}"), &ada)
         .send()

@@ -776,6 +776,62 @@ async fn the_duration_cap_reached_on_one_instance_ends_the_call_everywhere() {
     );
 }
 
+/// An instance that cannot hear the others' ends (its Redis is unreachable) does not vouch
+/// for any call it keeps: an end made elsewhere meanwhile is seen at the next read.
+#[tokio::test]
+#[ignore = "needs PostgreSQL and Redis: set TEST_DATABASE_URL and TEST_REDIS_URL and run with --include-ignored"]
+async fn an_instance_cut_off_from_redis_reads_its_kept_calls_again() {
+    use crate::common::cluster::{RedisProxy, redis_url, unique_prefix};
+    let db = crate::common::pg::TestDb::create().await;
+    let prefix = unique_prefix();
+    let proxy = RedisProxy::start().await;
+    let spawn = |url: String| {
+        let db_url = db.url();
+        let prefix = prefix.clone();
+        async move {
+            TestAppBuilder::default()
+                .database_url(&db_url)
+                .env("REDIS_URL", &url)
+                .env("REDIS_KEY_PREFIX", &prefix)
+                .env("CALL_CACHE_SECONDS", "300")
+                .spawn()
+                .await
+        }
+    };
+    let a = spawn(redis_url()).await;
+    let b = spawn(proxy.url.clone()).await;
+    let ada = a.sign_in(7561, "Ada").await;
+    let call = a.new_call(&ada).await;
+    let read_on_b = || async {
+        b.get(&format!("/api/calls/{call}"), &ada)
+            .send()
+            .await
+            .unwrap()
+    };
+    eventually("B hears every end", || {
+        std::future::ready(b.state.hub.hears_every_end().then_some(()))
+    })
+    .await;
+    assert_eq!(read_on_b().await.status(), 200);
+
+    proxy.cut();
+    eventually("B knows it no longer hears the others", || {
+        std::future::ready((!b.state.hub.hears_every_end()).then_some(()))
+    })
+    .await;
+    let resp = a
+        .post(&format!("/api/calls/{call}/end"), &ada, &json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // B never hears of it, yet does not serve its kept copy.
+    let resp = read_on_b().await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(detail(resp).await, "Call is not available");
+    proxy.restore();
+}
+
 #[tokio::test]
 #[ignore = "needs PostgreSQL and Redis: set TEST_DATABASE_URL and TEST_REDIS_URL and run with --include-ignored"]
 async fn an_instance_cut_off_from_redis_keeps_its_calls_and_rejoins_the_others() {
