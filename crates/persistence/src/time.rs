@@ -16,9 +16,30 @@ use sea_orm::{DbBackend, Statement};
 /// The `chrono` format of every instant stored on SQLite.
 pub const SQLITE_TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6f+00:00";
 
-/// The stored SQLite text of `at`.
+/// The stored SQLite text of `at`: [`SQLITE_TIMESTAMP_FORMAT`], written field by field
+/// (every bound instant of every statement goes through here, and `format` would parse the
+/// format string each time); years outside 0–9999 and leap seconds, which that format
+/// writes differently, go through `format`.
 pub fn sqlite_timestamp(at: DateTime<Utc>) -> String {
-    at.format(SQLITE_TIMESTAMP_FORMAT).to_string()
+    use chrono::{Datelike as _, Timelike as _};
+    use std::fmt::Write as _;
+
+    if !(0..=9999).contains(&at.year()) || at.nanosecond() >= 1_000_000_000 {
+        return at.format(SQLITE_TIMESTAMP_FORMAT).to_string();
+    }
+    let mut text = String::with_capacity(32);
+    let _ = write!(
+        text,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+00:00",
+        at.year(),
+        at.month(),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.nanosecond() / 1_000
+    );
+    text
 }
 
 /// On SQLite, rewrites every bound date-time value of `stmt` into
@@ -48,6 +69,43 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+
+    #[test]
+    fn written_text_is_the_format_s() {
+        let mut at = Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap();
+        let step = chrono::Duration::seconds(86_400 * 389 + 3_671)
+            + chrono::Duration::nanoseconds(123_456_789);
+        for _ in 0..400 {
+            assert_eq!(
+                sqlite_timestamp(at),
+                at.format(SQLITE_TIMESTAMP_FORMAT).to_string()
+            );
+            at += step;
+        }
+        for at in [
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(2016, 12, 31, 23, 59, 59).unwrap()
+                + chrono::Duration::nanoseconds(999_999_999),
+        ] {
+            assert_eq!(
+                sqlite_timestamp(at),
+                at.format(SQLITE_TIMESTAMP_FORMAT).to_string()
+            );
+        }
+        // A leap second (chrono carries it in the nanoseconds).
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .unwrap()
+            .and_hms_nano_opt(23, 59, 59, 1_500_000_000)
+            .unwrap()
+            .and_utc();
+        assert_eq!(
+            sqlite_timestamp(leap),
+            leap.format(SQLITE_TIMESTAMP_FORMAT).to_string()
+        );
+    }
 
     #[test]
     fn format_is_fixed_width_and_orders_like_time() {
