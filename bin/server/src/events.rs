@@ -41,4 +41,8 @@ impl CallEvents for HubCallEvents {
         // cannot vouch for any call: say "maybe", and the call is read from storage.
         !self.hub.hears_every_end() || self.hub.has_ended(code.as_str())
     }
+
+    fn ends_epoch(&self) -> u64 {
+        self.hub.ends_epoch()
+    }
 }

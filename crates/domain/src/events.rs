@@ -32,6 +32,14 @@ pub trait CallEvents: Send + Sync + 'static {
     /// A call cached as active is not used while this says so
     /// ([`crate::CallService::with_cache`]).
     fn has_ended(&self, code: &CallCode) -> bool;
+
+    /// A number that changes every time this instance starts hearing the other instances'
+    /// ends again after it could not (their link came back): a call cached before the
+    /// change may have ended unheard and is read again. One instance hears everything:
+    /// the default never changes.
+    fn ends_epoch(&self) -> u64 {
+        0
+    }
 }
 
 /// A [`CallEvents`] that remembers what it was told; for tests (feature `test-util`).

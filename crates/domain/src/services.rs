@@ -92,7 +92,8 @@ pub struct CallService {
     policy: CallPolicy,
     /// Active calls recently read by [`CallService::joinable_call`] (see
     /// [`CallService::with_cache`]).
-    cache: Option<Arc<TtlCache<CallCode, Call>>>,
+    /// Each with the [`CallEvents::ends_epoch`] read before it was.
+    cache: Option<Arc<TtlCache<CallCode, (Call, u64)>>>,
 }
 
 impl CallService {
@@ -275,13 +276,19 @@ impl CallService {
                 && self.policy.overdue(call, now).is_none()
                 && !self.events.has_ended(&call.code)
         };
-        if let Some(call) = cache.fresh(code, now).filter(|c| usable(c)) {
+        if let Some((call, _)) = cache
+            .fresh(code, now)
+            .filter(|(c, epoch)| *epoch == self.events.ends_epoch() && usable(c))
+        {
             return Ok(call);
         }
+        // Read before the call: a link to the other instances that came back meanwhile
+        // makes the copy unusable.
+        let epoch = self.events.ends_epoch();
         let call = self.load_fresh(code).await?;
         // Checked after the read too: an end between the read and here is not kept.
         if usable(&call) {
-            cache.put(call.code.clone(), call.clone(), now);
+            cache.put(call.code.clone(), (call.clone(), epoch), now);
         }
         Self::joinable(call)
     }

@@ -108,6 +108,8 @@ struct Shared {
     subscriptions: AtomicUsize,
     /// The subscriber connection listens to the ends channel now.
     hears_ends: AtomicBool,
+    /// How many times the subscriber started listening to the ends channel.
+    ends_epoch: AtomicU64,
     last_overflow_log: Mutex<Option<Instant>>,
 }
 
@@ -443,6 +445,7 @@ impl RedisBroker {
             received: AtomicU64::new(0),
             subscriptions: AtomicUsize::new(0),
             hears_ends: AtomicBool::new(false),
+            ends_epoch: AtomicU64::new(0),
             last_overflow_log: Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             subscribed: Mutex::new(HashSet::new()),
@@ -698,6 +701,10 @@ impl Broker for RedisBroker {
         self.shared.hears_ends.load(Ordering::Acquire)
     }
 
+    fn ends_epoch(&self) -> u64 {
+        self.shared.ends_epoch.load(Ordering::Acquire)
+    }
+
     fn remote_members(&self, room: &str) -> Vec<SignalingUser> {
         lock(&self.shared.views).remote_members(room)
     }
@@ -792,6 +799,8 @@ async fn listen(
     .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))??;
     let (mut sink, mut stream) = pubsub.split();
     sink.subscribe(shared.ends_channel()).await?;
+    // A new epoch before the ends are vouched for: what was cached before is read again.
+    shared.ends_epoch.fetch_add(1, Ordering::AcqRel);
     shared.hears_ends.store(true, Ordering::Release);
     let mut subscribed: HashSet<String> = HashSet::new();
     let mut first = true;

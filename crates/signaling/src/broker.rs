@@ -129,6 +129,12 @@ pub trait Broker: Send + Sync + 'static {
     fn hears_every_end(&self) -> bool {
         true
     }
+
+    /// A number that changes every time [`Broker::hears_every_end`] becomes true again after
+    /// it was false: ends published meanwhile were missed. Never changes with one instance.
+    fn ends_epoch(&self) -> u64 {
+        0
+    }
 }
 
 /// The single-instance broker: every event is delivered to the local hub at once.

@@ -1045,6 +1045,12 @@ impl Hub {
         self.inner.broker.hears_every_end()
     }
 
+    /// Changes every time this hub starts hearing every end again (see
+    /// [`Broker::ends_epoch`]).
+    pub fn ends_epoch(&self) -> u64 {
+        self.inner.broker.ends_epoch()
+    }
+
     /// Whether [`Hub::close_all`] was called (the instance is shutting down).
     pub fn is_shutting_down(&self) -> bool {
         self.inner.shutting_down.load(Ordering::Acquire)
