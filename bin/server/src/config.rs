@@ -916,6 +916,8 @@ mod tests {
         assert_eq!(s.connections.max_connections, 10_000);
         assert_eq!(s.connections.max_connections_per_ip, 100);
         assert_eq!(s.connections.request_body_timeout, Duration::from_secs(10));
+        assert_eq!(s.user_cache, Duration::from_secs(5));
+        assert_eq!(s.call_cache, Duration::from_secs(5));
         assert_eq!(s.join_url("abc"), "https://t.me/my_bot?startapp=abc");
     }
 
@@ -987,6 +989,8 @@ mod tests {
             ),
             ("TURN_PASSWORD", vec![("TURN_USERNAME", "alice")]),
             ("TURN_USERNAME", vec![("TURN_PASSWORD", "wonderland")]),
+            ("USER_CACHE_SECONDS", vec![("USER_CACHE_SECONDS", "301")]),
+            ("CALL_CACHE_SECONDS", vec![("CALL_CACHE_SECONDS", "301")]),
         ] {
             let mut pairs = BASE.to_vec();
             pairs.extend(extra);
