@@ -141,6 +141,16 @@ pub enum Outbound {
     },
 }
 
+impl Outbound {
+    /// What the item counts against its queue's byte budget: a text frame's length.
+    fn queued_bytes(&self) -> usize {
+        match self {
+            Self::Text(frame) => frame.len(),
+            Self::Close { .. } => 0,
+        }
+    }
+}
+
 /// A point-in-time copy of the hub's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HubStats {
@@ -229,10 +239,7 @@ impl Conn {
         if self.dead.load(Ordering::Acquire) {
             return Push::Gone;
         }
-        let size = match &item {
-            Outbound::Text(frame) => frame.len(),
-            Outbound::Close { .. } => 0,
-        };
+        let size = item.queued_bytes();
         if size > 0 && !self.reserve(size) {
             return Push::Full;
         }
@@ -454,13 +461,7 @@ impl Drop for Outbox {
         let items = std::mem::take(&mut queue.items);
         drop(queue);
         // Dropped outside the lock; their bytes no longer count.
-        let bytes: usize = items
-            .iter()
-            .map(|item| match item {
-                Outbound::Text(frame) => frame.len(),
-                Outbound::Close { .. } => 0,
-            })
-            .sum();
+        let bytes: usize = items.iter().map(Outbound::queued_bytes).sum();
         self.conn.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 }
