@@ -3,16 +3,22 @@
 //! call ([`crate::CallService::with_cache`]).
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, Duration, Utc};
+
+/// Locks that let one read per key at a time go to storage ([`TtlCache::loading`]); keys
+/// share them by hash, so the set stays this small whatever the number of keys.
+const LOAD_LOCKS: usize = 64;
 
 /// Values kept for `ttl` each, at most `capacity` of them.
 pub(crate) struct TtlCache<K, V> {
     ttl: Duration,
     capacity: usize,
     entries: Mutex<HashMap<K, (V, DateTime<Utc>)>>,
+    hasher: RandomState,
+    loads: Box<[futures_util::lock::Mutex<()>]>,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
@@ -23,7 +29,21 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
             ttl,
             capacity,
             entries: Mutex::new(HashMap::new()),
+            hasher: RandomState::new(),
+            loads: (0..LOAD_LOCKS)
+                .map(|_| futures_util::lock::Mutex::new(()))
+                .collect(),
         })
+    }
+
+    /// Waits until no other caller holding this key's guard is reading it from storage.
+    /// Callers that missed take the guard, look again, and only the first reads: when a
+    /// call's link is opened by everyone at once, storage sees one read, not one per
+    /// person. (Keys with the same hash share a guard, which costs them a wait, never a
+    /// wrong value.)
+    pub(crate) async fn loading(&self, key: &K) -> futures_util::lock::MutexGuard<'_, ()> {
+        let slot = self.hasher.hash_one(key) as usize % self.loads.len();
+        self.loads[slot].lock().await
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<K, (V, DateTime<Utc>)>> {

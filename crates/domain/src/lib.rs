@@ -28,5 +28,5 @@ pub use repo::{
     CallRepository, CallStatsRepository, FriendRepository, HealthCheck, ParticipantRepository,
     PresenceChange, Repositories, UserRepository,
 };
-pub use services::{CallPolicy, CallService, FriendService, StatsService};
+pub use services::{CallPolicy, CallReadStats, CallService, FriendService, StatsService};
 pub use users::{TelegramAccount, UserService};

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -94,6 +95,24 @@ pub struct CallService {
     /// [`CallService::with_cache`]).
     /// Each with the [`CallEvents::ends_epoch`] read before it was.
     cache: Option<Arc<TtlCache<CallCode, (Call, u64)>>>,
+    reads: Arc<CallReads>,
+}
+
+/// How [`CallService::joinable_call`] found its calls: read from storage or served from the
+/// kept copies (`/metrics`).
+#[derive(Debug, Default)]
+struct CallReads {
+    storage: AtomicU64,
+    kept: AtomicU64,
+}
+
+/// Counts of [`CallService::joinable_call`]'s answers since start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallReadStats {
+    /// Calls read from storage.
+    pub storage: u64,
+    /// Calls served from the cache (`CALL_CACHE_SECONDS`).
+    pub kept: u64,
 }
 
 impl CallService {
@@ -110,6 +129,15 @@ impl CallService {
             events,
             policy,
             cache: None,
+            reads: Arc::default(),
+        }
+    }
+
+    /// How many joinable calls were read from storage and how many came from the cache.
+    pub fn read_stats(&self) -> CallReadStats {
+        CallReadStats {
+            storage: self.reads.storage.load(Ordering::Relaxed),
+            kept: self.reads.kept.load(Ordering::Relaxed),
         }
     }
 
@@ -268,29 +296,48 @@ impl CallService {
     /// needed) or `CallNotAvailable` (ended).
     pub async fn joinable_call(&self, code: &CallCode) -> Result<Call, DomainError> {
         let Some(cache) = &self.cache else {
+            self.reads.storage.fetch_add(1, Ordering::Relaxed);
             return Self::joinable(self.load_fresh(code).await?);
         };
-        let now = self.clock.now();
-        let usable = |call: &Call| {
-            call.status == CallStatus::Active
-                && self.policy.overdue(call, now).is_none()
-                && !self.events.has_ended(&call.code)
-        };
-        if let Some((call, _)) = cache
-            .fresh(code, now)
-            .filter(|(c, epoch)| *epoch == self.events.ends_epoch() && usable(c))
-        {
+        if let Some(call) = self.kept(cache, code) {
+            return Ok(call);
+        }
+        // Everyone who opens a link at once misses together: one of them reads, the others
+        // find the copy it kept.
+        let _loading = cache.loading(code).await;
+        if let Some(call) = self.kept(cache, code) {
             return Ok(call);
         }
         // Read before the call: a link to the other instances that came back meanwhile
         // makes the copy unusable.
         let epoch = self.events.ends_epoch();
+        self.reads.storage.fetch_add(1, Ordering::Relaxed);
         let call = self.load_fresh(code).await?;
         // Checked after the read too: an end between the read and here is not kept.
-        if usable(&call) {
-            cache.put(call.code.clone(), (call.clone(), epoch), now);
+        if self.usable(&call, self.clock.now()) {
+            cache.put(call.code.clone(), (call.clone(), epoch), self.clock.now());
         }
         Self::joinable(call)
+    }
+
+    /// The kept copy of the call, if it may be used now.
+    fn kept(&self, cache: &TtlCache<CallCode, (Call, u64)>, code: &CallCode) -> Option<Call> {
+        let now = self.clock.now();
+        cache
+            .fresh(code, now)
+            .filter(|(call, epoch)| *epoch == self.events.ends_epoch() && self.usable(call, now))
+            .map(|(call, _)| {
+                self.reads.kept.fetch_add(1, Ordering::Relaxed);
+                call
+            })
+    }
+
+    /// Whether a copy of `call` may stand for storage at `now`: active, not overdue, and
+    /// not ended as far as the call events know.
+    fn usable(&self, call: &Call, now: DateTime<Utc>) -> bool {
+        call.status == CallStatus::Active
+            && self.policy.overdue(call, now).is_none()
+            && !self.events.has_ended(&call.code)
     }
 
     /// `call`, read fresh, if it can be joined; why not otherwise.

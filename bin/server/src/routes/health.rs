@@ -72,6 +72,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         description = "Prometheus text exposition of the signaling hub's counters")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let stats = state.hub.stats();
+    let reads = state.calls.read_stats();
     let body = format!(
         "# HELP telcall_rooms Signaling rooms with at least one connection.\n\
          # TYPE telcall_rooms gauge\n\
@@ -90,13 +91,19 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
          telcall_connections_open {}\n\
          # HELP telcall_connections_refused_total Connections refused by MAX_CONNECTIONS or MAX_CONNECTIONS_PER_IP.\n\
          # TYPE telcall_connections_refused_total counter\n\
-         telcall_connections_refused_total {}\n",
+         telcall_connections_refused_total {}\n\
+         # HELP telcall_call_reads_total Calls looked up to join or show them, by source (storage, or cache: CALL_CACHE_SECONDS).\n\
+         # TYPE telcall_call_reads_total counter\n\
+         telcall_call_reads_total{{source=\"storage\"}} {}\n\
+         telcall_call_reads_total{{source=\"cache\"}} {}\n",
         stats.rooms,
         stats.connections,
         stats.messages_relayed,
         stats.messages_dropped,
         state.connections.open(),
-        state.connections.refused()
+        state.connections.refused(),
+        reads.storage,
+        reads.kept
     );
     let mut body = body;
     if let Some(redis) = &state.redis {

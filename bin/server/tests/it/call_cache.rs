@@ -155,3 +155,54 @@ async fn a_call_ended_in_the_database_is_seen_once_the_call_cache_time_has_passe
         assert_eq!(detail(resp).await, "Call is not available");
     }
 }
+
+/// The metric `telcall_call_reads_total{source=…}` as `/metrics` shows it.
+async fn call_reads(app: &TestApp, source: &str) -> u64 {
+    let body = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = format!("telcall_call_reads_total{{source=\"{source}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .unwrap_or_else(|| panic!("no {line} in /metrics:\n{body}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn everyone_opening_a_link_at_once_costs_one_read_of_the_call() {
+    let app = app_with_long_cache().await;
+    let ada = app.sign_in(12_011, "Ada").await;
+    let code = app.new_call(&ada).await;
+    let parsed: telcall_domain::CallCode = code.parse().unwrap();
+    let (storage, kept) = (
+        call_reads(&app, "storage").await,
+        call_reads(&app, "cache").await,
+    );
+
+    // 25 lookups in flight together, as when a call's link is opened in a group: all miss
+    // the cache at first, and only one may go to storage.
+    let lookups = (0..25).map(|_| app.state.calls.joinable_call(&parsed));
+    let calls = futures_util::future::join_all(lookups).await;
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.as_ref().is_ok_and(|c| c.code == parsed))
+    );
+    assert_eq!(call_reads(&app, "storage").await - storage, 1);
+    assert_eq!(call_reads(&app, "cache").await - kept, 24);
+
+    // And over the wire: the sockets and the page are served from the copy.
+    let bob = app.sign_in(12_012, "Bob").await;
+    let mut ws = app.ws(&code).token(&bob.token).connect().await;
+    ws.expect("call_metadata").await;
+    read_active(&app, &bob, &code).await;
+    assert_eq!(call_reads(&app, "storage").await - storage, 1);
+    assert_eq!(call_reads(&app, "cache").await - kept, 26);
+}
