@@ -29,6 +29,8 @@ const MAX_DURATION_S: f64 = 300.0;
 const MAX_SOCKETS: usize = 19_500;
 /// Upper bound on concurrent HTTP connections or lanes.
 const MAX_CONNECTIONS: usize = 2_000;
+/// The generator's nice value with `--yield-cpu`.
+const YIELD_NICE: i32 = 19;
 /// A whole run (setup, every server, teardown) is stopped after this long.
 const RUN_DEADLINE: Duration = Duration::from_secs(30 * 60);
 
@@ -166,6 +168,12 @@ pub struct Common {
     /// Measurement time in seconds.
     #[arg(long, default_value_t = 5.0)]
     duration: f64,
+    /// Once the servers are started, lower this generator's scheduling priority (nice 19,
+    /// every thread), so that on a shared machine the servers under test get the cores
+    /// first, as they would with the generator on a machine of its own. It cannot be
+    /// raised again: the rest of this process runs at that priority.
+    #[arg(long)]
+    yield_cpu: bool,
 }
 
 impl Common {
@@ -262,6 +270,17 @@ pub async fn measure(common: &Common, mode: &Mode) -> anyhow::Result<Report> {
     mode.check()?;
     let mut runs = Vec::new();
     let mut notes = Vec::new();
+    // Started before the generator yields, so that it keeps the normal priority too.
+    let mut reference = if common.yield_cpu && !common.no_reference {
+        Some(Server::reference().await?)
+    } else {
+        None
+    };
+    if common.yield_cpu {
+        notes.push(format!(
+            "the generator ran at nice {YIELD_NICE} (--yield-cpu), the servers at their own priority"
+        ));
+    }
     if let Some(binary) = &common.server {
         let bot_api = bot_api_stand_in().await?;
         if !(1..=4).contains(&common.instances) {
@@ -303,6 +322,9 @@ pub async fn measure(common: &Common, mode: &Mode) -> anyhow::Result<Report> {
                 Vec::new()
             },
         };
+        if common.yield_cpu {
+            procs::lower_own_priority(YIELD_NICE)?;
+        }
         let result = mode.run(&t).await;
         for server in servers {
             server.stop().await?;
@@ -339,6 +361,9 @@ pub async fn measure(common: &Common, mode: &Mode) -> anyhow::Result<Report> {
             ips: SourceIps::random(),
             instances: Vec::new(),
         };
+        if common.yield_cpu {
+            procs::lower_own_priority(YIELD_NICE)?;
+        }
         runs.push(mode.run(&t).await?);
     } else {
         bail!(
@@ -346,7 +371,10 @@ pub async fn measure(common: &Common, mode: &Mode) -> anyhow::Result<Report> {
         );
     }
     if !common.no_reference {
-        let server = Server::reference().await?;
+        let server = match reference.take() {
+            Some(server) => server,
+            None => Server::reference().await?,
+        };
         let t = Target {
             kind: Kind::Reference,
             addr: server.addr,

@@ -271,3 +271,26 @@ pub fn open_files_limit() -> Option<u64> {
         .and_then(|l| l.split_whitespace().nth(3))
         .and_then(|v| v.parse().ok())
 }
+
+/// Lowers the scheduling priority of every thread of this process to `nice` (Linux keeps
+/// one per thread; threads started later inherit it from the thread that starts them).
+/// Runs `renice`, which needs no privilege to lower a priority.
+pub fn lower_own_priority(nice: i32) -> anyhow::Result<()> {
+    let tids: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .context("cannot list this process's threads")?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let status = std::process::Command::new("renice")
+        .args(["-n", &nice.to_string(), "-p"])
+        .args(&tids)
+        .stdout(Stdio::null())
+        .status()
+        .context("cannot run renice")?;
+    anyhow::ensure!(status.success(), "renice failed: {status}");
+    crate::progress(&format!(
+        "generator now at nice {nice} ({} threads)",
+        tids.len()
+    ));
+    Ok(())
+}

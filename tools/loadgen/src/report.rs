@@ -138,6 +138,56 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report back from its [`Report::json_line`] (another run of this tool, e.g. one at a
+    /// lower priority). Units and directions are read off the keys' suffixes; series and
+    /// unknown server names are left out.
+    pub fn from_json(v: &Value) -> Option<Self> {
+        let runs = v["runs"]
+            .as_array()?
+            .iter()
+            .filter_map(|r| {
+                let server = match r["server"].as_str()? {
+                    "telcall" => "telcall",
+                    "reference" => "reference",
+                    "pgbench" => "pgbench",
+                    _ => return None,
+                };
+                let mut run = ServerRun::new(server);
+                for (key, value) in r["metrics"].as_object()? {
+                    let (unit, better) = if key.ends_with("_ms") {
+                        ("ms", Better::Lower)
+                    } else if key.ends_with("_per_s") {
+                        ("/s", Better::Higher)
+                    } else {
+                        ("", Better::Higher)
+                    };
+                    run.metric(key, value.as_f64()?, unit, better);
+                }
+                let errors = r["errors"].as_u64().unwrap_or(0);
+                if errors > 0 {
+                    run.error(
+                        errors,
+                        "(errors counted by the run that produced this report)",
+                    );
+                }
+                Some(run)
+            })
+            .collect();
+        Some(Self {
+            mode: v["mode"].as_str()?.to_owned(),
+            params: v["params"].clone(),
+            runs,
+            notes: v["notes"]
+                .as_array()
+                .map(|n| {
+                    n.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+
     /// Total errors over all runs.
     pub fn errors(&self) -> u64 {
         self.runs.iter().map(|r| r.errors).sum()
@@ -269,5 +319,34 @@ mod tests {
         assert_eq!(line["ratios"]["req_per_s"], 0.5);
         assert_eq!(line["ok"], true);
         assert!(report.table().contains("0.50×"));
+    }
+
+    #[test]
+    fn a_report_read_back_from_its_json_line_has_the_same_figures() {
+        let mut t = ServerRun::new("telcall");
+        t.metric("health_req_per_s", 90_000.0, "req/s", Better::Higher);
+        t.metric("health_p99_ms", 1.5, "ms", Better::Lower);
+        t.error(2, "boom");
+        let mut r = ServerRun::new("reference");
+        r.metric("health_p99_ms", 1.2, "ms", Better::Lower);
+        let report = Report {
+            mode: "http".into(),
+            params: json!({"connections": 50}),
+            runs: vec![t, r],
+            notes: vec!["nice".into()],
+        };
+        let line: Value = serde_json::from_str(&report.json_line()).unwrap_or_default();
+        let back = Report::from_json(&line).unwrap_or_else(|| panic!("unreadable: {line}"));
+        assert_eq!(back.mode, "http");
+        assert_eq!(back.params, json!({"connections": 50}));
+        assert_eq!(back.notes, ["nice"]);
+        assert_eq!(back.errors(), 2);
+        assert_eq!(back.runs[0].get("health_req_per_s"), Some(90_000.0));
+        assert_eq!(back.runs[1].get("health_p99_ms"), Some(1.2));
+        assert_eq!(back.ratios(), report.ratios());
+        assert_eq!(
+            Report::from_json(&json!({"mode": "http"})).map(|r| r.runs.len()),
+            None
+        );
     }
 }

@@ -42,6 +42,32 @@ pub struct SuiteArgs {
     parts: Vec<String>,
 }
 
+/// `GET /health` again with the generator at the lowest priority (`http --yield-cpu`, in a
+/// process of its own, since a lowered priority cannot be raised again): what the servers
+/// answer when the load does not take the cores from them.
+async fn health_with_generator_yielding(args: &SuiteArgs, d: Duration) -> anyhow::Result<Report> {
+    let exe = std::env::current_exe().context("cannot find this binary")?;
+    let out = Command::new(exe)
+        .arg("http")
+        .arg("--server")
+        .arg(&args.server)
+        .args(["--paths", "health", "--connections", "50", "--yield-cpu"])
+        .arg("--duration")
+        .arg(d.as_secs_f64().to_string())
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .context("cannot run the generator at a lower priority")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| Report::from_json(&v))
+        .with_context(|| format!("the lower-priority run gave no result ({})", out.status))
+}
+
 /// Runs the standard set; returns whether every run was free of errors.
 pub async fn run(args: SuiteArgs) -> anyhow::Result<bool> {
     std::fs::create_dir_all(&args.out)?;
@@ -57,6 +83,7 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<bool> {
         server_pid: None,
         no_reference: false,
         duration: d.as_secs_f64(),
+        yield_cpu: false,
     };
     let part = |p: &str| args.parts.iter().any(|x| x == p);
     let mut reports: Vec<(String, Report)> = Vec::new();
@@ -69,6 +96,10 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<bool> {
             paths: vec![http::Path::Health, http::Path::Call],
         });
         reports.push(("http".into(), measure(&sqlite, &mode).await?));
+        reports.push((
+            "http_yield".into(),
+            health_with_generator_yielding(&args, d).await?,
+        ));
     }
     if let (true, Some(pg)) = (part("http"), &args.postgres) {
         let db = Scratch::create(pg, "telcall_loadtest").await?;
@@ -302,6 +333,14 @@ fn markdown(reports: &[(String, Report)], sweep: &[(f64, Report)], pg_tps: Optio
         "req/s",
     );
     row("… p99", http, "health_p99_ms", "ms");
+    let yielded = find(reports, "http_yield");
+    row(
+        "`GET /health`, 50 connections, generator at nice 19",
+        yielded,
+        "health_req_per_s",
+        "req/s",
+    );
+    row("… p99", yielded, "health_p99_ms", "ms");
     let churn = find(reports, "churn");
     row(
         "join+leave cycles/s, 50 lanes (5 per call)",
