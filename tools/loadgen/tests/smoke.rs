@@ -101,6 +101,18 @@ async fn loadgen(app: &App, args: &[&str]) -> Value {
     result
 }
 
+/// This process's nice value (`/proc/self/stat`, field 19).
+fn own_nice() -> i64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after_name = stat.rsplit(')').next().unwrap();
+    after_name
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 fn metric(result: &Value, server: usize, key: &str) -> f64 {
     result["runs"][server]["metrics"][key]
         .as_f64()
@@ -122,6 +134,40 @@ async fn http_mode_reads_health_and_calls_without_errors() {
         assert!(metric(&r, server, "health_requests") > 0.0);
         assert!(metric(&r, server, "call_read_requests") > 0.0);
     }
+    stop(app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_mode_can_run_the_generator_at_a_lower_priority() {
+    let app = spawn_app().await;
+    let before = own_nice();
+    let r = loadgen(
+        &app,
+        &[
+            "http",
+            "--connections",
+            "4",
+            "--duration",
+            "1",
+            "--paths",
+            "health",
+            "--yield-cpu",
+        ],
+    )
+    .await;
+    for server in 0..2 {
+        assert!(metric(&r, server, "health_requests") > 0.0);
+    }
+    assert!(
+        r["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().is_some_and(|n| n.contains("nice 19"))),
+        "{r}"
+    );
+    // This process (the server under test) keeps its own priority.
+    assert_eq!(own_nice(), before);
     stop(app).await;
 }
 
