@@ -51,6 +51,9 @@ pub struct DbOptions {
     pub max_lifetime: Option<Duration>,
     /// SQLite only: how long a statement waits for another connection's write lock.
     pub sqlite_busy_timeout: Duration,
+    /// SQLite only: how long a write of this process waits for its other writes, which go
+    /// one at a time (see `SeaStore`); past it the write fails as storage unavailable.
+    pub sqlite_write_wait: Duration,
     /// Log every SQL statement (sqlx's statement log). Off by default.
     pub log_statements: bool,
 }
@@ -65,6 +68,7 @@ impl Default for DbOptions {
             idle_timeout: Some(Duration::from_secs(600)),
             max_lifetime: Some(Duration::from_secs(1800)),
             sqlite_busy_timeout: Duration::from_secs(5),
+            sqlite_write_wait: Duration::from_secs(5),
             log_statements: false,
         }
     }

@@ -5,7 +5,9 @@
 mod common;
 
 use sea_orm::{ConnectionTrait, Statement};
-use telcall_domain::{CallCode, CallRepository, HealthCheck, UserId, UserProfile, UserRepository};
+use telcall_domain::{
+    CallCode, CallRepository, FriendRepository, HealthCheck, UserId, UserProfile, UserRepository,
+};
 use telcall_persistence::{DbOptions, SeaStore, connect, migrate_up, pending_migrations};
 
 use common::TestDb;
@@ -113,5 +115,76 @@ async fn postgresql_scheme_is_accepted() {
         .unwrap();
     store.ping().await.unwrap();
     assert!(store.pending_migrations().await.unwrap().is_empty());
+    store.close().await.unwrap();
+}
+
+/// Writers of one process on SQLite go one at a time: none of them meets SQLite's write lock
+/// taken (so none sleeps in the busy handler, or fails when the busy timeout is zero).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_writes_of_one_process_queue_instead_of_meeting_a_busy_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
+    let options = DbOptions {
+        max_connections: 8,
+        // Any write that found the lock taken would fail at once with "database is locked".
+        sqlite_busy_timeout: std::time::Duration::ZERO,
+        ..DbOptions::default()
+    };
+    let store = SeaStore::connect(&url, &options).await.unwrap();
+    store.migrate_up().await.unwrap();
+    let mut users = Vec::new();
+    for tg in 1..=30 {
+        let profile = UserProfile {
+            telegram_user_id: tg,
+            ..UserProfile::default()
+        };
+        users.push(
+            store
+                .upsert_user(&profile, chrono::Utc::now())
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    // Sixteen writers at once: friend links of 30 people (870 rows in a transaction each)
+    // and sign-ins.
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..16_i64 {
+        let (store, users) = (store.clone(), users.clone());
+        writers.spawn(async move {
+            let mut failed = Vec::new();
+            for round in 0..5_i64 {
+                if let Err(e) = store.link_friends(&users, chrono::Utc::now()).await {
+                    failed.push(e.to_string());
+                }
+                let profile = UserProfile {
+                    telegram_user_id: 1_000 + w * 10 + round,
+                    ..UserProfile::default()
+                };
+                if let Err(e) = store.upsert_user(&profile, chrono::Utc::now()).await {
+                    failed.push(e.to_string());
+                }
+            }
+            failed
+        });
+    }
+    let mut failed = Vec::new();
+    while let Some(result) = writers.join_next().await {
+        failed.extend(result.unwrap());
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of 160 writes failed, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
+    assert!(
+        store
+            .find_user_by_telegram_id(1_154)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(store.is_friend(users[0], users[29]).await.unwrap());
     store.close().await.unwrap();
 }

@@ -42,6 +42,7 @@ fn into_calls(rows: Vec<calls::Model>) -> Result<Vec<Call>, RepoError> {
 impl CallRepository for SeaStore {
     #[tracing::instrument(level = "debug", skip_all, fields(user = call.creator_id.get()))]
     async fn create_call(&self, call: &NewCall) -> Result<Call, RepoError> {
+        let _writing = self.writing().await?;
         let row = calls::ActiveModel {
             id: NotSet,
             code: Set(call.code.as_str().to_owned()),
@@ -90,6 +91,7 @@ impl CallRepository for SeaStore {
         status: CallStatus,
         at: DateTime<Utc>,
     ) -> Result<Option<Call>, RepoError> {
+        let _writing = self.writing().await?;
         let ended_at = (status != CallStatus::Active).then_some(at);
         let mut update = calls::Entity::update_many()
             .col_expr(calls::Column::Status, Expr::value(status.as_str()))
@@ -112,6 +114,7 @@ impl CallRepository for SeaStore {
     /// backends, so a call is expired (and reported) by exactly one sweeper.
     #[tracing::instrument(level = "debug", skip_all)]
     async fn expire_due_calls(&self, now: DateTime<Utc>) -> Result<Vec<Call>, RepoError> {
+        let _writing = self.writing().await?;
         let mut stmt = calls::Entity::update_many()
             .col_expr(
                 calls::Column::Status,
@@ -139,6 +142,7 @@ impl CallRepository for SeaStore {
         created_by: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Call>, RepoError> {
+        let _writing = self.writing().await?;
         let mut stmt = calls::Entity::update_many()
             .col_expr(
                 calls::Column::Status,

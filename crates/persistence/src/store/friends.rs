@@ -144,6 +144,7 @@ pub(super) async fn upsert_links<C: ConnectionTrait>(
 impl FriendRepository for SeaStore {
     #[tracing::instrument(level = "debug", skip_all, fields(users = users.len()))]
     async fn link_friends(&self, users: &[UserId], at: DateTime<Utc>) -> Result<(), RepoError> {
+        let _writing = self.writing().await?;
         let mut users = dedup(users);
         // Rows in one global order, so concurrent upserts of overlapping groups take their
         // row locks in the same order (no deadlock on PostgreSQL).
@@ -218,6 +219,7 @@ impl FriendRepository for SeaStore {
         user: UserId,
         friends: &[UserId],
     ) -> Result<Vec<UserId>, RepoError> {
+        let _writing = self.writing().await?;
         let friends = dedup(friends);
         if friends.is_empty() {
             return Ok(Vec::new());

@@ -11,9 +11,12 @@ mod participants;
 mod stats;
 mod users;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, FromQueryResult,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, FromQueryResult,
     SqliteTransactionMode, StatementBuilder, TransactionOptions, TransactionTrait,
 };
 use telcall_domain::{HealthCheck, RepoError};
@@ -27,17 +30,51 @@ use crate::time::normalize_statement;
 #[derive(Debug, Clone)]
 pub struct SeaStore {
     db: DatabaseConnection,
+    /// SQLite only: held around every write (see [`SeaStore::writing`]), and how long a
+    /// write waits for it.
+    writes: Option<(Arc<futures_util::lock::Mutex<()>>, Duration)>,
 }
 
 impl SeaStore {
     /// A store over an open pool.
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self::with_write_wait(db, DbOptions::default().sqlite_write_wait)
+    }
+
+    /// A store whose SQLite writes wait at most `wait` for one another.
+    fn with_write_wait(db: DatabaseConnection, wait: Duration) -> Self {
+        let writes = (db.get_database_backend() == DbBackend::Sqlite)
+            .then(|| (Arc::new(futures_util::lock::Mutex::new(())), wait));
+        Self { db, writes }
+    }
+
+    /// On SQLite, waits for this store's other writes to finish; the guard is held for the
+    /// whole write. SQLite takes one writer at a time, and a connection that finds the
+    /// write lock taken sleeps in steps of 1 to 100 ms (the busy timeout) instead of being
+    /// woken when it is free: with writes queued here, concurrent sign-ins, call changes and
+    /// the presence writer follow one another at once, and the busy timeout is left for
+    /// other processes (a `telcall migrate` or import beside the server). PostgreSQL locks
+    /// rows, not the database: no guard there. A write that waited `DbOptions::sqlite_write_wait`
+    /// (5 s) for the others is refused as storage unavailable, as SQLite refuses one that
+    /// waited its busy timeout.
+    async fn writing(&self) -> Result<Option<futures_util::lock::MutexGuard<'_, ()>>, RepoError> {
+        let Some((gate, wait)) = &self.writes else {
+            return Ok(None);
+        };
+        match tokio::time::timeout(*wait, gate.lock()).await {
+            Ok(guard) => Ok(Some(guard)),
+            Err(_) => Err(RepoError::Unavailable(format!(
+                "database busy: other writes held it for {} ms",
+                wait.as_millis()
+            ))),
+        }
     }
 
     /// Opens a pool to `url` (see [`connect::connect`]). Does not migrate.
     pub async fn connect(url: &str, options: &DbOptions) -> Result<Self, PersistenceError> {
-        connect::connect(url, options).await.map(Self::new)
+        connect::connect(url, options)
+            .await
+            .map(|db| Self::with_write_wait(db, options.sqlite_write_wait))
     }
 
     /// The underlying pool.

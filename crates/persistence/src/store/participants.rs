@@ -218,6 +218,7 @@ impl ParticipantRepository for SeaStore {
         user: UserId,
         at: DateTime<Utc>,
     ) -> Result<Participant, RepoError> {
+        let _writing = self.writing().await?;
         record_join_on(&self.db, call, user, at).await
     }
 
@@ -228,6 +229,7 @@ impl ParticipantRepository for SeaStore {
         user: UserId,
         at: DateTime<Utc>,
     ) -> Result<u64, RepoError> {
+        let _writing = self.writing().await?;
         record_leave_on(&self.db, call, user, at).await
     }
 
@@ -238,11 +240,13 @@ impl ParticipantRepository for SeaStore {
         user: UserId,
         since: DateTime<Utc>,
     ) -> Result<Option<Participant>, RepoError> {
+        let _writing = self.writing().await?;
         continue_stay_on(&self.db, call, user, since).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(call = call.get()))]
     async fn close_open_stays(&self, call: CallId, at: DateTime<Utc>) -> Result<u64, RepoError> {
+        let _writing = self.writing().await?;
         let stmt = participants::Entity::update_many()
             .col_expr(participants::Column::LeftAt, Expr::value(Some(at)))
             .filter(participants::Column::CallId.eq(call.get()))
@@ -297,6 +301,7 @@ impl ParticipantRepository for SeaStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(changes = changes.len()))]
     async fn record_presence(&self, changes: &[PresenceChange]) -> Result<(), RepoError> {
+        let _writing = self.writing().await?;
         let txn = super::begin_write(&self.db).await?;
         // Friend links of the whole batch, deduplicated (latest time wins) and in one
         // global order: written last, with one upsert.

@@ -87,6 +87,7 @@ impl CallStatsRepository for SeaStore {
         figures: &CallStatsInput,
         at: DateTime<Utc>,
     ) -> Result<CallStats, RepoError> {
+        let _writing = self.writing().await?;
         let f = figures.clone();
         let row = call_stats::ActiveModel {
             id: NotSet,

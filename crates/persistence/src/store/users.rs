@@ -33,6 +33,7 @@ impl UserRepository for SeaStore {
         profile: &UserProfile,
         now: DateTime<Utc>,
     ) -> Result<User, RepoError> {
+        let _writing = self.writing().await?;
         let row = users::ActiveModel {
             id: NotSet,
             telegram_user_id: Set(profile.telegram_user_id),
