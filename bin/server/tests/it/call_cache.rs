@@ -156,23 +156,10 @@ async fn a_call_ended_in_the_database_is_seen_once_the_call_cache_time_has_passe
     }
 }
 
-/// The metric `telcall_call_reads_total{source=…}` as `/metrics` shows it.
+/// `telcall_call_reads_total{source=…}` in `/metrics`.
 async fn call_reads(app: &TestApp, source: &str) -> u64 {
-    let body = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let line = format!("telcall_call_reads_total{{source=\"{source}\"}} ");
-    body.lines()
-        .find_map(|l| l.strip_prefix(line.as_str()))
-        .unwrap_or_else(|| panic!("no {line} in /metrics:\n{body}"))
-        .parse()
-        .unwrap()
+    let series = format!("telcall_call_reads_total{{source=\"{source}\"}}");
+    crate::metrics::metric(app, &series).await
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@ use crate::common::ws::user_id;
 use crate::common::{TestAppBuilder, spawn_app};
 use serde_json::json;
 
-async fn metric(app: &crate::common::TestApp, name: &str) -> u64 {
+/// The value of the series `name` (labels included, e.g. `x{source="cache"}`) in `/metrics`.
+pub(crate) async fn metric(app: &crate::common::TestApp, name: &str) -> u64 {
     let resp = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(
