@@ -233,6 +233,8 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// Connect / acquire timeout.
     pub db_connect_timeout: Duration,
+    /// SQLite page cache per pooled connection, KiB (`DB_SQLITE_CACHE_KIB`).
+    pub db_sqlite_cache_kib: u32,
     /// Redis shared by several instances (`REDIS_URL`; may carry a password). Unset: one
     /// instance with in-memory tickets and rate limits.
     pub redis_url: Option<SecretString>,
@@ -289,7 +291,7 @@ pub struct Settings {
     /// every request). An end this instance did not hear of (another instance's while Redis
     /// is unreachable, a change made in the database) is seen at most this long afterwards.
     pub call_cache: Duration,
-    /// How long shutdown waits for in-flight requests.
+    /// How long shutdown waits for the WebSockets to close, then for in-flight requests.
     pub shutdown_timeout: Duration,
     /// Log format.
     pub log_format: LogFormat,
@@ -701,6 +703,10 @@ impl Settings {
             database_url_configured,
             db_max_connections: r.positive("DB_MAX_CONNECTIONS", 10)?,
             db_connect_timeout: r.secs("DB_CONNECT_TIMEOUT_SECONDS", 5)?,
+            db_sqlite_cache_kib: r.positive(
+                "DB_SQLITE_CACHE_KIB",
+                telcall_persistence::DEFAULT_SQLITE_CACHE_KIB,
+            )?,
             redis_url: redis_url.map(SecretString::from),
             redis_key_prefix,
             bot_token: SecretString::from(bot_token),

@@ -72,6 +72,7 @@ impl Application {
                 max_connections: settings.db_max_connections,
                 connect_timeout: settings.db_connect_timeout,
                 acquire_timeout: settings.db_connect_timeout,
+                sqlite_cache_kib: settings.db_sqlite_cache_kib,
                 ..Default::default()
             },
         )
@@ -209,6 +210,18 @@ impl Application {
                 telcall_signaling::close::GOING_AWAY,
                 telcall_signaling::close::REASON_SHUTDOWN,
             );
+            // WebSockets run on tasks of their own, which the workers' graceful stop does
+            // not wait for: they get the shutdown timeout to finish their closing handshake.
+            let timeout = state.settings.shutdown_timeout;
+            if tokio::time::timeout(timeout, state.upgraded.closed())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    open = state.upgraded.open(),
+                    "WebSockets still open at the shutdown timeout"
+                );
+            }
             handle.stop(true).await;
             let _ = server.await;
         }
@@ -357,6 +370,7 @@ pub fn build_state(
             &settings.connections,
             &settings.trusted_proxies,
         ),
+        upgraded: crate::ws::upgrade::UpgradedSockets::default(),
         repo,
         clock,
         settings,
@@ -423,6 +437,7 @@ fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server>
     let limits = RateLimits::new(&settings, data.redis.clone())?;
     let limits_data = web::Data::new(limits);
     let connections = data.connections.clone();
+    let upgraded = data.upgraded.clone();
     let with_metrics = settings.metrics_addr.is_none();
     let local_addr = listener.local_addr()?;
     let app = move || {
@@ -472,7 +487,10 @@ fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server>
                 .on_connect_ext(move |io: &actix_web::rt::net::TcpStream, ext| {
                     connections.on_connect(io, ext);
                 })
-                .upgrade(crate::ws::upgrade::service(app().into_factory()))
+                .upgrade(crate::ws::upgrade::service(
+                    app().into_factory(),
+                    upgraded.clone(),
+                ))
                 .finish(actix_service::map_config(app().into_factory(), |()| {
                     actix_web::dev::AppConfig::default()
                 }))

@@ -52,6 +52,8 @@ pub struct AppState {
     pub turn: Arc<TurnDirectory>,
     /// Open connections, in total and per client address.
     pub connections: crate::connections::ConnectionLimiter,
+    /// WebSocket upgrades being served, each on a task of its own (waited for at shutdown).
+    pub upgraded: crate::ws::upgrade::UpgradedSockets,
     /// Background recording of WebSocket joins and leaves (off the relay path).
     pub presence: crate::ws::Presence,
     /// The Redis shared with other instances (`REDIS_URL`), if any.

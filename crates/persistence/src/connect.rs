@@ -54,6 +54,10 @@ pub struct DbOptions {
     /// SQLite only: how long a write of this process waits for its other writes, which go
     /// one at a time (see `SeaStore`); past it the write fails as storage unavailable.
     pub sqlite_write_wait: Duration,
+    /// SQLite only: the page cache of each pooled connection, in KiB (`PRAGMA cache_size`).
+    /// Every commit of another connection empties it in WAL mode, so a large one mostly holds
+    /// memory; pages not in it are read from the operating system's file cache.
+    pub sqlite_cache_kib: u32,
     /// Log every SQL statement (sqlx's statement log). Off by default.
     pub log_statements: bool,
 }
@@ -69,10 +73,14 @@ impl Default for DbOptions {
             max_lifetime: Some(Duration::from_secs(1800)),
             sqlite_busy_timeout: Duration::from_secs(5),
             sqlite_write_wait: Duration::from_secs(5),
+            sqlite_cache_kib: DEFAULT_SQLITE_CACHE_KIB,
             log_statements: false,
         }
     }
 }
+
+/// Default page cache per SQLite connection, in KiB (SQLite's own default is 2,000).
+pub const DEFAULT_SQLITE_CACHE_KIB: u32 = 256;
 
 /// Whether a SQLite URL names an in-memory database.
 fn is_sqlite_memory(url: &str) -> bool {
@@ -81,7 +89,8 @@ fn is_sqlite_memory(url: &str) -> bool {
 
 /// Opens a connection pool to `url` (`sqlite:…`, `postgres://…` or `postgresql://…`).
 ///
-/// On SQLite every pooled connection gets `foreign_keys=ON` and the busy timeout; file
+/// On SQLite every pooled connection gets `foreign_keys=ON`, the busy timeout and a page
+/// cache of [`DbOptions::sqlite_cache_kib`]; file
 /// databases use WAL with `synchronous=NORMAL`. Whether a missing file is created is up to the
 /// URL (`?mode=rwc`). `sqlite::memory:` gets a single connection that is never recycled.
 pub async fn connect(
@@ -114,8 +123,12 @@ pub async fn connect(
                     .max_lifetime(None);
             }
             let busy = options.sqlite_busy_timeout;
+            let cache = format!("-{}", options.sqlite_cache_kib.max(1));
             opt.map_sqlx_sqlite_opts(move |o| {
-                let o = o.foreign_keys(true).busy_timeout(busy);
+                let o = o
+                    .foreign_keys(true)
+                    .busy_timeout(busy)
+                    .pragma("cache_size", cache.clone());
                 if memory {
                     o
                 } else {

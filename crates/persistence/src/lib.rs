@@ -26,7 +26,8 @@ mod store;
 pub mod time;
 
 pub use connect::{
-    Backend, DbOptions, close, connect, migrate_up, pending_migrations, redacted_url,
+    Backend, DEFAULT_SQLITE_CACHE_KIB, DbOptions, close, connect, migrate_up, pending_migrations,
+    redacted_url,
 };
 pub use error::{PersistenceError, repo_error};
 pub use sea_orm::{DatabaseConnection, DbErr};

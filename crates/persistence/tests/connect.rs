@@ -38,6 +38,32 @@ async fn sqlite_file_uses_wal_foreign_keys_and_busy_timeout() {
 }
 
 #[tokio::test]
+async fn sqlite_connections_get_the_configured_page_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+    let options = DbOptions {
+        max_connections: 3,
+        min_connections: 3,
+        sqlite_cache_kib: 300,
+        ..DbOptions::default()
+    };
+    let store = SeaStore::connect(&url, &options).await.unwrap();
+    // Reads in flight together are spread over the pooled connections: each has it.
+    let (a, b, c) = tokio::join!(
+        pragma(&store, "cache_size"),
+        pragma(&store, "cache_size"),
+        pragma(&store, "cache_size")
+    );
+    assert_eq!([a, b, c], ["-300", "-300", "-300"].map(String::from));
+    // The default is small, not SQLite's own 2,000 KiB.
+    let db = TestDb::sqlite().await;
+    assert_eq!(
+        pragma(&db.store, "cache_size").await,
+        format!("-{}", telcall_persistence::DEFAULT_SQLITE_CACHE_KIB)
+    );
+}
+
+#[tokio::test]
 async fn sqlite_memory_is_one_database() {
     let db = TestDb::memory().await;
     assert_eq!(pragma(&db.store, "foreign_keys").await, "1");

@@ -1067,6 +1067,20 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// The users of `room`'s local participants other than `except`, in no particular
+    /// order (empty if there is no such room).
+    pub fn room_user_ids_except(&self, room: &str, except: UserId) -> Vec<UserId> {
+        self.inner
+            .rooms
+            .lock(room)
+            .get(room)
+            .map_or_else(Vec::new, |r| {
+                let mut ids = Vec::with_capacity(r.members.len());
+                ids.extend(r.members.keys().copied().filter(|id| *id != except));
+                ids
+            })
+    }
+
     /// When `room` started, if it currently has participants.
     pub fn room_start_time(&self, room: &str) -> Option<DateTime<Utc>> {
         self.inner.rooms.lock(room).get(room).map(|r| r.started_at)

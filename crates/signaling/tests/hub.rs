@@ -156,6 +156,15 @@ fn later_joiner_gets_metadata_then_snapshot_and_others_get_user_joined() {
         .map(|u| u.id.get())
         .collect();
     assert_eq!(ids, [1, 2, 3]);
+
+    let mut others: Vec<i64> = hub
+        .room_user_ids_except(ROOM, UserId::new(2))
+        .iter()
+        .map(|id| id.get())
+        .collect();
+    others.sort_unstable();
+    assert_eq!(others, [1, 3]);
+    assert!(hub.room_user_ids_except("nope", UserId::new(1)).is_empty());
 }
 
 #[test]

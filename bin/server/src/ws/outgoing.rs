@@ -216,6 +216,10 @@ impl Stream for OutgoingBody {
         if state.finished {
             return Poll::Ready(None);
         }
+        // Nothing queued: the queue's buffer goes too, so an idle connection holds none.
+        if state.frames.capacity() > 0 {
+            state.frames = VecDeque::new();
+        }
         state.body = Some(cx.waker().clone());
         Poll::Pending
     }

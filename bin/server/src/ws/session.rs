@@ -267,12 +267,7 @@ impl Session {
         // the others in the room were already told this user joined, and the leave that
         // follows closes the stay.
         if !replaced {
-            let others = hub
-                .room_participants(call.code.as_str())
-                .into_iter()
-                .map(|u| u.id)
-                .filter(|id| *id != user_id)
-                .collect();
+            let others = hub.room_user_ids_except(call.code.as_str(), user_id);
             presence.joined(&call, user_id, others);
         }
 

@@ -19,6 +19,11 @@
 //! 4. after the body ended (a close frame was sent) and the session let go of the reader,
 //!    waits at most [`LINGER`] for the client to close its side, then drops the socket.
 //!
+//! All of this runs on a task of its own on the same worker, not in actix-http's
+//! connection task: that task is sized for the HTTP/1 dispatcher (some 3 KiB) and ends as
+//! soon as the socket is handed over. [`UpgradedSockets`] counts these tasks, so that
+//! shutdown can wait for the WebSockets to close before it stops the workers.
+//!
 //! Any other answer (a `429` of the rate limiter, a `400` for a broken handshake) is
 //! written whole and the connection is closed after it.
 //!
@@ -27,11 +32,13 @@
 //! long as it is open, exactly as a request on the dispatcher does.
 
 use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -43,13 +50,14 @@ use actix_service::{Service, ServiceFactory, fn_factory, fn_service};
 use actix_web::dev::{AppConfig, ServiceResponse};
 use actix_web::web::{Buf as _, Bytes, BytesMut};
 use futures_util::Stream;
+use tokio::sync::Notify;
 
 use crate::connections::SharedPermit;
 
 /// Largest single read from the socket (a stack buffer; what was read is copied out).
 pub const READ_CHUNK: usize = 8 * 1024;
 /// Most body chunks written with one vectored write.
-const WRITE_BATCH: usize = 16;
+const WRITE_BATCH: usize = 8;
 /// Once the response has ended and the session no longer reads, how long the client has
 /// to close its side before the socket is dropped (actix-http's client disconnect timeout
 /// plays this part for ordinary requests).
@@ -66,10 +74,59 @@ struct Shared<T> {
     writer: Cell<Option<Waker>>,
 }
 
+/// The upgrade requests being served (each on a task of its own), over every worker.
+#[derive(Debug, Clone, Default)]
+pub struct UpgradedSockets(Arc<Tally>);
+
+#[derive(Debug, Default)]
+struct Tally {
+    open: AtomicUsize,
+    none_open: Notify,
+}
+
+/// One upgrade request being served, until its socket is dropped.
+struct Served(Arc<Tally>);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none_open.notify_waiters();
+        }
+    }
+}
+
+impl UpgradedSockets {
+    /// Upgrade requests being served now: WebSockets, and handshakes not yet answered.
+    pub fn open(&self) -> usize {
+        self.0.open.load(Ordering::Acquire)
+    }
+
+    fn serve(&self) -> Served {
+        self.0.open.fetch_add(1, Ordering::AcqRel);
+        Served(self.0.clone())
+    }
+
+    /// Waits until none is open.
+    pub async fn closed(&self) {
+        loop {
+            let none_open = self.0.none_open.notified();
+            let mut none_open = std::pin::pin!(none_open);
+            none_open.as_mut().enable();
+            if self.open() == 0 {
+                return;
+            }
+            none_open.await;
+        }
+    }
+}
+
 /// The upgrade service for actix-http: `app` is the application every request goes
-/// through (one instance per worker, built by actix-http when the worker starts).
+/// through (one instance per worker, built by actix-http when the worker starts). Each
+/// request is served on a task of its own, counted in `sockets`; the connection's task
+/// ends at once.
 pub fn service<T, F, B>(
     app: F,
+    sockets: UpgradedSockets,
 ) -> impl ServiceFactory<
     (Request, Framed<T, h1::Codec>),
     Config = (),
@@ -92,38 +149,45 @@ where
     let app = Rc::new(app);
     fn_factory(move || {
         let app = app.clone();
+        let sockets = sockets.clone();
         async move {
             let app = Rc::new(app.new_service(AppConfig::default()).await?);
             Ok(fn_service(
                 move |(req, framed): (Request, Framed<T, h1::Codec>)| {
-                    upgrade(app.clone(), req, framed)
+                    let task = upgrade(&*app, req, framed, sockets.serve());
+                    actix_web::rt::spawn(task);
+                    std::future::ready(Ok(()))
                 },
             ))
         }
     })
 }
 
-/// Serves one upgrade request and, when it was accepted, the WebSocket after it.
-async fn upgrade<T, S, B>(
-    app: Rc<S>,
+/// Serves one upgrade request and, when it was accepted, the WebSocket after it: the
+/// task of one upgrade request, counted by `served` until the socket is dropped.
+///
+/// The socket is taken apart and the application called before the task's future is
+/// made, so that the future holds only what it needs afterwards (a WebSocket holds it
+/// for the whole call).
+fn upgrade<T, S, B>(
+    app: &S,
     req: Request,
     framed: Framed<T, h1::Codec>,
-) -> Result<(), actix_web::Error>
+    served: Served,
+) -> impl Future<Output = ()> + 'static
 where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    S::Future: 'static,
     B: MessageBody + 'static,
 {
     // Held until the socket is dropped: the connection counts as long as it is open.
-    let _permit = req.conn_data::<SharedPermit>().cloned();
-    let mut parts = framed.into_parts();
+    let permit = req.conn_data::<SharedPermit>().cloned();
+    let parts = framed.into_parts();
     // Bytes the client sent right after the request head, at their size; the dispatcher's
-    // buffers are freed here (not when this function returns, at the end of the call).
-    let read_buf = std::mem::take(&mut parts.read_buf);
-    let early = (!read_buf.is_empty()).then(|| Bytes::copy_from_slice(&read_buf));
-    drop(read_buf);
-    let write_buf = std::mem::take(&mut parts.write_buf);
-    let unwritten = (!write_buf.is_empty()).then(|| write_buf.freeze());
+    // buffers are freed here (not at the end of the call).
+    let early = (!parts.read_buf.is_empty()).then(|| Bytes::copy_from_slice(&parts.read_buf));
+    let unwritten = (!parts.write_buf.is_empty()).then(|| parts.write_buf.freeze());
     let mut codec = parts.codec;
     let shared = Rc::new(Shared {
         io: RefCell::new(parts.io),
@@ -137,9 +201,27 @@ where
     };
     let payload: actix_http::BoxedPayloadStream = Box::pin(inbound);
     let (req, _none) = req.replace_payload(Payload::Stream { payload });
-
     // Boxed: the application's future is large and needed only until the response.
-    let res: Response<BoxBody> = match Box::pin(app.call(req)).await {
+    let call = Box::pin(app.call(req));
+    async move {
+        let _held = (served, permit);
+        respond(call, &shared, &mut codec, unwritten).await;
+    }
+}
+
+/// Writes the application's answer to an upgrade request and, for a `101`, the WebSocket
+/// after it.
+async fn respond<T, B, F>(
+    call: Pin<Box<F>>,
+    shared: &Shared<T>,
+    codec: &mut h1::Codec,
+    unwritten: Option<Bytes>,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
+    B: MessageBody + 'static,
+{
+    let res: Response<BoxBody> = match call.await {
         Ok(res) => res.map_into_boxed_body().into(),
         Err(e) => e.into(),
     };
@@ -149,26 +231,28 @@ where
         out.extend_from_slice(&bytes);
     }
     if head.status() == StatusCode::SWITCHING_PROTOCOLS {
-        codec.encode(h1::Message::Item((head, BodySize::Stream)), &mut out)?;
-        drop(codec);
-        if write_all(&shared, out.freeze()).await.is_ok() && pump(&shared, body).await.is_ok() {
-            linger(&shared).await;
+        let encoded = codec.encode(h1::Message::Item((head, BodySize::Stream)), &mut out);
+        if encoded.is_ok()
+            && write_all(shared, out.freeze()).await.is_ok()
+            && pump(shared, body).await.is_ok()
+        {
+            linger(shared).await;
         }
-        return Ok(());
+        return;
     }
     // Refused before the upgrade: the answer whole, then the connection ends.
     let body = actix_web::body::to_bytes(body).await.unwrap_or_default();
     head.head_mut().set_connection_type(ConnectionType::Close);
-    codec.encode(
-        h1::Message::Item((head, BodySize::Sized(body.len() as u64))),
-        &mut out,
-    )?;
-    codec.encode(h1::Message::Chunk(Some(body)), &mut out)?;
-    codec.encode(h1::Message::Chunk(None), &mut out)?;
-    if write_all(&shared, out.freeze()).await.is_ok() {
-        linger(&shared).await;
+    let encoded = codec
+        .encode(
+            h1::Message::Item((head, BodySize::Sized(body.len() as u64))),
+            &mut out,
+        )
+        .and_then(|()| codec.encode(h1::Message::Chunk(Some(body)), &mut out))
+        .and_then(|()| codec.encode(h1::Message::Chunk(None), &mut out));
+    if encoded.is_ok() && write_all(shared, out.freeze()).await.is_ok() {
+        linger(shared).await;
     }
-    Ok(())
 }
 
 /// Writes the response body to the socket until it ends. An error means the connection is
@@ -329,5 +413,34 @@ impl<T> Drop for Inbound<T> {
         if let Some(waker) = self.shared.writer.take() {
             waker.wake();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn closed_waits_for_the_last_served_socket() {
+        let sockets = UpgradedSockets::default();
+        tokio::time::timeout(Duration::from_secs(5), sockets.closed())
+            .await
+            .expect("none open: closed at once");
+        let (a, b) = (sockets.serve(), sockets.serve());
+        assert_eq!(sockets.open(), 2);
+        let waiter = tokio::spawn({
+            let sockets = sockets.clone();
+            async move { sockets.closed().await }
+        });
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "one socket is still open");
+        assert_eq!(sockets.open(), 1);
+        drop(b);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the last socket closed")
+            .unwrap();
+        assert_eq!(sockets.open(), 0);
     }
 }

@@ -101,9 +101,12 @@ async fn time_limited_credentials_pass_a_coturn_style_check_and_expire() {
 async fn unreachable_turn_servers_are_left_out_after_the_check() {
     // One server that answers TCP connects, one where nothing listens.
     let live_port = live_port().await;
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_port = dead.local_addr().unwrap().port();
-    drop(dead);
+    // Bound but not listening: connects are refused, and no other test can take the port
+    // meanwhile (a port freed after binding could be handed to one running in parallel).
+    let dead = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    dead.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let dead_port = dead.local_addr().unwrap().as_socket().unwrap().port();
     let app = TestAppBuilder::default()
         .env(
             "TURN_SERVERS",

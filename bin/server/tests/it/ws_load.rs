@@ -198,3 +198,40 @@ async fn connections_during_shutdown_are_refused_with_1001() {
         (1001, "Server is shutting down".into())
     );
 }
+
+/// Polls `open()` until it reads `want` (the socket tasks end a moment after the client
+/// saw the close).
+async fn upgraded_reach(app: &crate::common::TestApp, want: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.state.upgraded.open() != want {
+        assert!(
+            Instant::now() < deadline,
+            "{} upgraded sockets open, expected {want}",
+            app.state.upgraded.open()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn upgraded_sockets_are_counted_until_they_close() {
+    // Shutdown waits for this count to reach zero before the workers stop: a socket not
+    // counted while open would be dropped mid-close.
+    let app = spawn_app().await;
+    let ada = app.sign_in(7201, "Ada").await;
+    let bob = app.sign_in(7202, "Bob").await;
+    let call = app.new_call(&ada).await;
+    assert_eq!(app.state.upgraded.open(), 0);
+    let a = app.ws_join(&call, &ada).await;
+    let mut b = app.ws_join(&call, &bob).await;
+    b.expect("participants_snapshot").await;
+    assert_eq!(app.state.upgraded.open(), 2);
+    // A refused upgrade is counted until its socket is closed too.
+    let mut refused = app.ws("nosuchcall").token(&ada.token).connect().await;
+    refused.expect_close().await;
+    upgraded_reach(&app, 2).await;
+    a.close().await;
+    upgraded_reach(&app, 1).await;
+    b.close().await;
+    upgraded_reach(&app, 0).await;
+}
