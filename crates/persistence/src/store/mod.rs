@@ -31,8 +31,10 @@ use crate::time::normalize_statement;
 pub struct SeaStore {
     db: DatabaseConnection,
     /// SQLite only: held around every write (see [`SeaStore::writing`]), and how long a
-    /// write waits for it.
-    writes: Option<(Arc<futures_util::lock::Mutex<()>>, Duration)>,
+    /// write waits for it. Tokio's mutex is fair (writers get it in the order they asked):
+    /// with a lock that lets a newcomer take it before a woken waiter, a steady stream of
+    /// sign-ins passes some writers over until their wait runs out.
+    writes: Option<(Arc<tokio::sync::Mutex<()>>, Duration)>,
 }
 
 impl SeaStore {
@@ -44,7 +46,7 @@ impl SeaStore {
     /// A store whose SQLite writes wait at most `wait` for one another.
     fn with_write_wait(db: DatabaseConnection, wait: Duration) -> Self {
         let writes = (db.get_database_backend() == DbBackend::Sqlite)
-            .then(|| (Arc::new(futures_util::lock::Mutex::new(())), wait));
+            .then(|| (Arc::new(tokio::sync::Mutex::new(())), wait));
         Self { db, writes }
     }
 
@@ -57,7 +59,7 @@ impl SeaStore {
     /// rows, not the database: no guard there. A write that waited `DbOptions::sqlite_write_wait`
     /// (5 s) for the others is refused as storage unavailable, as SQLite refuses one that
     /// waited its busy timeout.
-    async fn writing(&self) -> Result<Option<futures_util::lock::MutexGuard<'_, ()>>, RepoError> {
+    async fn writing(&self) -> Result<Option<tokio::sync::MutexGuard<'_, ()>>, RepoError> {
         let Some((gate, wait)) = &self.writes else {
             return Ok(None);
         };
