@@ -37,17 +37,25 @@ async fn sqlite_file_uses_wal_foreign_keys_and_busy_timeout() {
     assert_eq!(pragma(&db.store, "synchronous").await, "1");
 }
 
+/// A migrated store on a fresh SQLite file opened with `options` (the directory keeps the
+/// file alive).
+async fn sqlite_store(options: &DbOptions) -> (tempfile::TempDir, SeaStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let store = SeaStore::connect(&url, options).await.unwrap();
+    store.migrate_up().await.unwrap();
+    (dir, store)
+}
+
 #[tokio::test]
 async fn sqlite_connections_get_the_configured_page_cache() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
-    let options = DbOptions {
+    let (_dir, store) = sqlite_store(&DbOptions {
         max_connections: 3,
         min_connections: 3,
         sqlite_cache_kib: 300,
         ..DbOptions::default()
-    };
-    let store = SeaStore::connect(&url, &options).await.unwrap();
+    })
+    .await;
     // Reads in flight together are spread over the pooled connections: each has it.
     let (a, b, c) = tokio::join!(
         pragma(&store, "cache_size"),
@@ -148,16 +156,13 @@ async fn postgresql_scheme_is_accepted() {
 /// taken (so none sleeps in the busy handler, or fails when the busy timeout is zero).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_writes_of_one_process_queue_instead_of_meeting_a_busy_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
-    let options = DbOptions {
+    let (_dir, store) = sqlite_store(&DbOptions {
         max_connections: 8,
         // Any write that found the lock taken would fail at once with "database is locked".
         sqlite_busy_timeout: std::time::Duration::ZERO,
         ..DbOptions::default()
-    };
-    let store = SeaStore::connect(&url, &options).await.unwrap();
-    store.migrate_up().await.unwrap();
+    })
+    .await;
     let mut users = Vec::new();
     for tg in 1..=30 {
         let profile = UserProfile {
@@ -219,17 +224,14 @@ async fn sqlite_writes_of_one_process_queue_instead_of_meeting_a_busy_database()
 /// longer than those ahead of it take, so none is refused as busy after its write wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_writers_are_served_in_turn_and_none_starves() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("f.db").display());
-    let options = DbOptions {
+    let (_dir, store) = sqlite_store(&DbOptions {
         max_connections: 8,
         // A hundred writers ahead take a few tens of milliseconds; a writer passed over
         // again and again (an unfair lock) waits past this while the others go on.
         sqlite_write_wait: std::time::Duration::from_secs(1),
         ..DbOptions::default()
-    };
-    let store = SeaStore::connect(&url, &options).await.unwrap();
-    store.migrate_up().await.unwrap();
+    })
+    .await;
     let mut writers = tokio::task::JoinSet::new();
     for w in 0..100_i64 {
         let store = store.clone();

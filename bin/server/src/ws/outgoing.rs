@@ -7,8 +7,8 @@
 //! [`HANDOFF_BYTES`], keep every byte for a client that does not read in one of three
 //! bounded places: the hub's queue (its byte budget), this hand-off (at most
 //! [`HANDOFF_BYTES`] plus one frame) and the chunks of the vectored write in progress (at
-//! most what the hand-off held when they were taken). Nothing is allocated until a frame is sent: an idle connection
-//! holds no buffer here.
+//! most what the hand-off held when they were taken). Nothing is allocated until a frame is sent, and an idle
+//! connection keeps room for at most four frames here.
 //!
 //! [`outgoing`] returns the two ends: the [`Outgoing`] writer for the session and the
 //! [`OutgoingBody`] stream for the response.
@@ -25,6 +25,8 @@ use futures_util::Stream;
 pub const HANDOFF_BYTES: usize = 16 * 1024;
 /// Largest piece of a frame handed to the connection at once.
 pub const CHUNK_BYTES: usize = 16 * 1024;
+/// Frames' room the hand-off keeps while empty (VecDeque's smallest buffer).
+const KEPT_FRAMES: usize = 4;
 /// Longest close reason a close frame carries (RFC 6455: 125 bytes minus the code).
 const MAX_CLOSE_REASON: usize = 123;
 
@@ -216,8 +218,10 @@ impl Stream for OutgoingBody {
         if state.finished {
             return Poll::Ready(None);
         }
-        // Nothing queued: the queue's buffer goes too, so an idle connection holds none.
-        if state.frames.capacity() > 0 {
+        // Nothing queued: a buffer that grew past a few frames (a join's burst of
+        // presence) goes, so an idle connection keeps at most that few. The small one
+        // stays: the relay path would otherwise allocate it again for every message.
+        if state.frames.capacity() > KEPT_FRAMES {
             state.frames = VecDeque::new();
         }
         state.body = Some(cx.waker().clone());
